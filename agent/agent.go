@@ -1,0 +1,458 @@
+// Package agent is picket's runtime: it opens the state, starts the sensors,
+// runs every event through the pipeline (detectors, correlator, responder),
+// commits the results with the sensors' read positions in one transaction
+// per batch, publishes its status, and talks to systemd (readiness,
+// watchdog). Sub-packages hold the parts; `picket run` builds an Agent and
+// calls Run.
+//
+// Shutdown contract: Run returns when ctx is cancelled (SIGTERM/SIGINT in
+// main). It stops the sensors, processes what they already delivered,
+// commits the last batch and the read positions, writes an agent.stop audit
+// entry and the stopped status, tells systemd STOPPING=1, and closes the
+// database. Nothing acknowledged is lost; lines not yet committed are read
+// again on the next start (positions are committed with their effects).
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/picket-agent/picket/agent/correlate"
+	"github.com/picket-agent/picket/agent/pipeline"
+	"github.com/picket-agent/picket/agent/sensor"
+	"github.com/picket-agent/picket/audit"
+	"github.com/picket-agent/picket/schema"
+	"github.com/picket-agent/picket/state"
+)
+
+// State keys owned by the agent.
+const (
+	MetaPolicy          = "policy"
+	MetaLearningStarted = "learning_started"
+)
+
+// Notifier sends sd_notify messages ("READY=1", "WATCHDOG=1"); declared
+// here where it is consumed. A nil Notifier sends nothing.
+type Notifier interface {
+	Notify(state string) error
+	// WatchdogInterval is systemd's WatchdogSec (0 when disabled).
+	WatchdogInterval() time.Duration
+}
+
+// PolicySource loads the policy to apply (at start and on SIGHUP).
+type PolicySource func(ctx context.Context) (*schema.Policy, ConfigStatus, error)
+
+// Config wires an Agent.
+type Config struct {
+	Version  string
+	Hostname string
+	StateDir string
+	Logger   *slog.Logger
+	Notifier Notifier
+	// Policy loads the configuration; called at start and on every Reload.
+	Policy PolicySource
+	// Reload receives a value for every SIGHUP.
+	Reload <-chan struct{}
+	// Sensors builds the sensors for a policy given saved positions; nil
+	// uses DefaultSensors.
+	Sensors func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus)
+	// FlushEvery bounds how long processed events wait for their commit.
+	FlushEvery time.Duration
+	// Heartbeat is how often status is rewritten.
+	Heartbeat time.Duration
+}
+
+// Agent is one running picket.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("agent: no state directory")
+	}
+	if cfg.Policy == nil {
+		return nil, errors.New("agent: no policy source")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.FlushEvery <= 0 {
+		cfg.FlushEvery = 500 * time.Millisecond
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.Sensors == nil {
+		cfg.Sensors = DefaultSensors(cfg.Logger)
+	}
+	return &Agent{cfg: cfg, log: cfg.Logger.With(slog.String("subsystem", "agent"))}, nil
+}
+
+// Positions reads saved sensor positions from state.
+type Positions interface {
+	Offset(ctx context.Context, source string, v any) (bool, error)
+}
+
+// runner is the state of one Run; it lives on the Run goroutine only.
+type runner struct {
+	a        *Agent
+	st       *state.Store
+	pl       *pipeline.Pipeline
+	policy   *schema.Policy
+	status   Status
+	learnAt  time.Time
+	pending  map[string]any // source -> position to commit
+	dirty    bool
+	counters Counters
+}
+
+// Run runs the agent until ctx is cancelled. See the package comment for
+// the shutdown contract.
+func (a *Agent) Run(ctx context.Context) error {
+	st, err := state.Open(ctx, a.cfg.StateDir)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	defer st.Close()
+	pol, cs, err := a.cfg.Policy(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: load policy: %w", err)
+	}
+	r := &runner{a: a, st: st, policy: pol, pending: map[string]any{}}
+	if err := r.start(ctx, cs); err != nil {
+		return err
+	}
+
+	sctx, stopSensors := context.WithCancel(context.Background())
+	items := make(chan sensor.Item, 1024)
+	sensors, statuses := a.cfg.Sensors(ctx, pol, st)
+	r.status.Sensors = statuses
+	var wg sync.WaitGroup
+	for _, s := range sensors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(sctx, items); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("sensor stopped", "sensor", s.Name(), "err", err)
+			}
+		}()
+	}
+	sensorsDone := make(chan struct{})
+	go func() { wg.Wait(); close(sensorsDone) }()
+
+	if err := r.writeStatus(ctx, time.Now()); err != nil {
+		stopSensors()
+		return err
+	}
+	a.notify("READY=1\nSTATUS=picket running")
+	a.log.Info("agent running", "state_dir", a.cfg.StateDir, "mode", pol.Mode, "sensors", len(sensors), "learning", r.status.Learning.Active)
+
+	flush := time.NewTicker(a.cfg.FlushEvery)
+	defer flush.Stop()
+	beat := time.NewTicker(a.cfg.Heartbeat)
+	defer beat.Stop()
+	var wdC <-chan time.Time
+	if a.cfg.Notifier != nil {
+		if iv := a.cfg.Notifier.WatchdogInterval(); iv > 0 {
+			wd := time.NewTicker(iv / 2)
+			defer wd.Stop()
+			wdC = wd.C
+		}
+	}
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case it := <-items:
+			r.handle(it)
+			if r.counters.Events%1024 == 0 && r.dirty {
+				if err := r.commit(ctx); err != nil {
+					runErr = err
+					break loop
+				}
+			}
+		case <-flush.C:
+			if err := r.commit(ctx); err != nil {
+				runErr = err
+				break loop
+			}
+		case now := <-beat.C:
+			r.pl.Tick(now)
+			if err := r.commit(ctx); err != nil {
+				runErr = err
+				break loop
+			}
+			if err := r.writeStatus(ctx, now); err != nil {
+				runErr = err
+				break loop
+			}
+		case <-wdC:
+			// The watchdog is fed from the main loop, and only when the
+			// database answers: a wedged loop or store stops the pings and
+			// systemd restarts us.
+			if err := r.health(ctx); err != nil {
+				a.log.Error("health check failed; not feeding the watchdog", "err", err)
+				continue
+			}
+			a.notify("WATCHDOG=1")
+		case <-a.cfg.Reload:
+			r.reload(ctx)
+		}
+	}
+	a.notify("STOPPING=1")
+	stopSensors()
+	// Drain what the sensors already delivered so its positions commit
+	// with its effects.
+	for {
+		select {
+		case it := <-items:
+			r.handle(it)
+			continue
+		case <-sensorsDone:
+		}
+		break
+	}
+	for {
+		select {
+		case it := <-items:
+			r.handle(it)
+			continue
+		default:
+		}
+		break
+	}
+	// A fresh context: the run's is cancelled, the last writes must happen.
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.commit(fctx); err != nil && runErr == nil {
+		runErr = err
+	}
+	r.status.State = "stopped"
+	err = st.Update(fctx, func(tx *state.Tx) error {
+		if _, err := tx.AppendAudit(fctx, audit.Entry{Time: time.Now(), Kind: audit.KindAgentStop, Subject: "agent",
+			Message: fmt.Sprintf("agent stopped (pid %d): %d events, %d signals processed", os.Getpid(), r.counters.Events, r.counters.Signals)}); err != nil {
+			return err
+		}
+		r.status.Heartbeat = time.Now()
+		return tx.SetMetaJSON(fctx, MetaStatus, r.status)
+	})
+	if err != nil && runErr == nil {
+		runErr = err
+	}
+	a.log.Info("agent stopped", "events", r.counters.Events, "signals", r.counters.Signals)
+	return runErr
+}
+
+func (a *Agent) notify(s string) {
+	if a.cfg.Notifier == nil {
+		return
+	}
+	if err := a.cfg.Notifier.Notify(s); err != nil {
+		a.log.Warn("sd_notify failed", "err", err)
+	}
+}
+
+// start restores incidents, fixes the learning period and records the start.
+func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
+	now := time.Now()
+	var started time.Time
+	ok, err := r.st.MetaJSON(ctx, MetaLearningStarted, &started)
+	if err != nil {
+		return err
+	}
+	first := !ok
+	if first {
+		started = now
+	}
+	r.learnAt = started
+	maxID, err := r.st.MaxIncidentID(ctx)
+	if err != nil {
+		return err
+	}
+	r.pl, err = pipeline.New(r.policy, pipeline.Options{
+		Clock:           time.Now,
+		Learning:        func(t time.Time) bool { return LearningAt(r.learnAt, r.policy.Learning.Period.D(), t).Active },
+		FirstIncidentID: maxID + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	rows, err := r.st.Incidents(ctx, state.IncidentFilter{Status: "open"})
+	if err != nil {
+		return err
+	}
+	for _, row := range rows {
+		var in correlate.Incident
+		if err := json.Unmarshal(row.Doc, &in); err != nil {
+			r.a.log.Warn("open incident unreadable; not restored", "incident", row.ID, "err", err)
+			continue
+		}
+		in.Status = correlate.Status(row.Status)
+		r.pl.Restore(&in)
+	}
+	host, _ := os.Hostname()
+	if r.a.cfg.Hostname != "" {
+		host = r.a.cfg.Hostname
+	}
+	cs.Applied = now
+	r.status = Status{Version: r.a.cfg.Version, Hostname: host, PID: os.Getpid(), State: "running", Started: now,
+		Root: os.Geteuid() == 0, Mode: r.policy.Mode, Config: cs}
+	r.status.Learning = LearningAt(started, r.policy.Learning.Period.D(), now)
+	return r.st.Update(ctx, func(tx *state.Tx) error {
+		if first {
+			if err := tx.SetMetaJSON(ctx, MetaLearningStarted, started); err != nil {
+				return err
+			}
+			if _, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindLearning, Subject: "learning",
+				Message: fmt.Sprintf("learning period of %s started: read-only until %s", r.policy.Learning.Period, started.Add(r.policy.Learning.Period.D()).UTC().Format(time.RFC3339))}); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindAgentStart, Subject: "agent",
+			Message: fmt.Sprintf("agent %s started (pid %d, root=%v, %d open incidents restored)", r.a.cfg.Version, os.Getpid(), r.status.Root, len(rows))}); err != nil {
+			return err
+		}
+		if err := r.appliedEntry(ctx, tx, cs, now); err != nil {
+			return err
+		}
+		return tx.SetMetaJSON(ctx, MetaPolicy, r.policy)
+	})
+}
+
+func (r *runner) appliedEntry(ctx context.Context, tx *state.Tx, cs ConfigStatus, now time.Time) error {
+	msg := "config applied: embedded default policy"
+	if cs.Source != "embedded-default" {
+		msg = fmt.Sprintf("config applied: %s", cs.Source)
+		if cs.Revision != "" {
+			msg += " " + cs.Revision
+		}
+	}
+	data, _ := json.Marshal(cs)
+	_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindConfigApplied, Subject: "config", Message: msg, Data: data})
+	return err
+}
+
+// handle runs one sensor item through the pipeline.
+func (r *runner) handle(it sensor.Item) {
+	if it.Source != "" && it.Pos != nil {
+		r.pending[it.Source] = it.Pos
+		r.dirty = true
+	}
+	if it.Unparsed {
+		r.counters.Unparsed++
+		return
+	}
+	if it.Event == nil {
+		return
+	}
+	r.counters.Events++
+	r.pl.Process(it.Event)
+}
+
+// commit writes the pipeline's batch and the positions in one transaction.
+func (r *runner) commit(ctx context.Context) error {
+	b := r.pl.Take()
+	r.counters.Signals += int64(b.Signals)
+	if b.Empty() && len(r.pending) == 0 {
+		return nil
+	}
+	err := r.st.Update(ctx, func(tx *state.Tx) error {
+		for _, in := range b.Incidents {
+			doc, err := json.Marshal(in)
+			if err != nil {
+				return fmt.Errorf("agent: encode incident %d: %w", in.ID, err)
+			}
+			if err := tx.PutIncident(ctx, state.IncidentRow{ID: in.ID, Opened: in.Opened, Updated: in.Updated, Status: string(in.Status),
+				Level: in.Level.String(), Score: in.Score, Summary: in.Summary(), Doc: doc}); err != nil {
+				return err
+			}
+		}
+		for _, p := range b.Plans {
+			if _, err := tx.AddPlan(ctx, state.PlanRow{Incident: p.Incident, Time: p.Time, Action: p.Action, Target: p.Target,
+				TTL: p.TTL.D(), Level: p.Level.String(), Status: p.Status, Reason: p.Reason}); err != nil {
+				return err
+			}
+		}
+		for _, e := range b.Audit {
+			if _, err := tx.AppendAudit(ctx, e); err != nil {
+				return err
+			}
+		}
+		for src, pos := range r.pending {
+			if err := tx.SetOffset(ctx, src, pos); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("agent: commit: %w", err)
+	}
+	clear(r.pending)
+	r.dirty = false
+	return nil
+}
+
+func (r *runner) writeStatus(ctx context.Context, now time.Time) error {
+	r.status.Heartbeat = now
+	r.status.Learning = LearningAt(r.learnAt, r.policy.Learning.Period.D(), now)
+	r.status.Mode = r.policy.Mode
+	c := r.counters
+	c.OpenIncidents = len(r.openIDs())
+	r.status.Counters = c
+	return r.st.Update(ctx, func(tx *state.Tx) error { return tx.SetMetaJSON(ctx, MetaStatus, r.status) })
+}
+
+func (r *runner) openIDs() []int64 {
+	var ids []int64
+	for _, in := range r.pl.Open() {
+		ids = append(ids, in.ID)
+	}
+	return ids
+}
+
+func (r *runner) health(ctx context.Context) error {
+	_, _, err := r.st.Meta(ctx, MetaStatus)
+	return err
+}
+
+// reload re-reads the policy; a failure keeps the running one.
+func (r *runner) reload(ctx context.Context) {
+	pol, cs, err := r.a.cfg.Policy(ctx)
+	now := time.Now()
+	if err == nil {
+		err = r.pl.SetPolicy(pol)
+	}
+	if err != nil {
+		r.a.log.Error("reload rejected; keeping the running config", "err", err)
+		r.st.Update(ctx, func(tx *state.Tx) error {
+			_, aerr := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindConfigRejected, Subject: "config",
+				Message: "config reload rejected, last good config stays in force: " + err.Error()})
+			return aerr
+		})
+		return
+	}
+	r.policy = pol
+	cs.Applied = now
+	r.status.Config = cs
+	if err := r.st.Update(ctx, func(tx *state.Tx) error {
+		if err := r.appliedEntry(ctx, tx, cs, now); err != nil {
+			return err
+		}
+		return tx.SetMetaJSON(ctx, MetaPolicy, pol)
+	}); err != nil {
+		r.a.log.Error("recording reload failed", "err", err)
+	}
+	r.a.log.Info("config reloaded", "source", cs.Source)
+}

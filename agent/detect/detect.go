@@ -1,0 +1,177 @@
+// Package detect holds the deterministic detectors: each one watches events,
+// keeps bounded per-entity state and emits signals with a reason that counts
+// what it saw and names the window. The agent's pipeline and `picket replay`
+// both drive a Set; time is always the events' own time, never the wall
+// clock, so a replay reproduces exactly what the live agent would have done.
+package detect
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/picket-agent/picket/agent/event"
+	"github.com/picket-agent/picket/agent/signal"
+	"github.com/picket-agent/picket/agent/whitelist"
+	"github.com/picket-agent/picket/schema"
+)
+
+// Rule ids. They are a public contract: they appear in audit entries,
+// suppressions and whitelist proposals.
+const (
+	RuleSSHBruteForce      = "ssh.bruteforce"
+	RulePasswordSpray      = "ssh.password_spray"
+	RuleLoginAfterFailures = "ssh.login_after_failures"
+	RuleWebScan            = "web.scan"
+	RuleWebAttack          = "web.attack"
+)
+
+// Detector is one rule family.
+type Detector interface {
+	Observe(ev *event.Event, emit func(signal.Signal))
+}
+
+// Stats counts what the detectors dropped, for status and benchmarks.
+type Stats struct {
+	Ignored  int // events from admin addresses
+	Evicted  int // per-source entries evicted by the caps
+	Tracked  int // per-source entries currently held
+	Detector int
+}
+
+// Set is the detectors enabled by one policy.
+type Set struct {
+	wl        *whitelist.Matcher
+	detectors []Detector
+	ignored   int
+	ssh       *sshDetector
+	web       *webDetector
+}
+
+// New builds the detectors the policy enables.
+func New(p *schema.Policy, wl *whitelist.Matcher) *Set {
+	s := &Set{wl: wl}
+	capacity := p.Detectors.MaxTrackedSources
+	if capacity <= 0 {
+		capacity = 50000
+	}
+	d := p.Detectors
+	if d.SSHBruteForce.Enabled || d.PasswordSpray.Enabled || d.LoginAfterFailures.Enabled {
+		s.ssh = newSSHDetector(d, capacity)
+		s.detectors = append(s.detectors, s.ssh)
+	}
+	if d.WebScan.Enabled {
+		s.web = newWebDetector(d.WebScan, capacity)
+		s.detectors = append(s.detectors, s.web)
+	}
+	return s
+}
+
+// Observe feeds one event to every detector. Events from admin addresses are
+// dropped here, once, so no detector can count the operator as an attacker.
+func (s *Set) Observe(ev *event.Event, emit func(signal.Signal)) {
+	if ev.Addr.IsValid() && s.wl.Admin(ev.Addr) {
+		s.ignored++
+		return
+	}
+	for _, d := range s.detectors {
+		d.Observe(ev, emit)
+	}
+}
+
+// Stats reports counters.
+func (s *Set) Stats() Stats {
+	st := Stats{Ignored: s.ignored, Detector: len(s.detectors)}
+	if s.ssh != nil {
+		st.Evicted += s.ssh.sources.evict
+		st.Tracked += s.ssh.sources.len()
+	}
+	if s.web != nil {
+		st.Evicted += s.web.sources.evict
+		st.Tracked += s.web.sources.len()
+	}
+	return st
+}
+
+// ring keeps the times of the last n occurrences, enough to answer "did n
+// happen within w?" in O(1) memory per source.
+type ring struct {
+	t    []time.Time
+	next int
+	full bool
+}
+
+func newRing(n int) ring {
+	if n < 1 {
+		n = 1
+	}
+	return ring{t: make([]time.Time, n)}
+}
+
+func (r *ring) push(t time.Time) {
+	r.t[r.next] = t
+	r.next++
+	if r.next == len(r.t) {
+		r.next, r.full = 0, true
+	}
+}
+
+// within reports whether the ring is full and its oldest entry is no older
+// than w before now.
+func (r *ring) within(now time.Time, w time.Duration) bool {
+	if !r.full {
+		return false
+	}
+	return now.Sub(r.t[r.next]) <= w
+}
+
+func (r *ring) reset() {
+	r.next, r.full = 0, false
+}
+
+// nameSet keeps up to max distinct names in first-seen order, counting the
+// rest, so reasons can list them deterministically without unbounded growth.
+type nameSet struct {
+	names []string
+	more  int
+}
+
+func (n *nameSet) add(s string, max int) {
+	for _, x := range n.names {
+		if x == s {
+			return
+		}
+	}
+	if len(n.names) < max {
+		n.names = append(n.names, s)
+		return
+	}
+	n.more++
+}
+
+func (n *nameSet) String() string {
+	var b strings.Builder
+	for i, x := range n.names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(x))
+	}
+	if n.more > 0 {
+		b.WriteString(" and ")
+		b.WriteString(strconv.Itoa(n.more))
+		b.WriteString(" more")
+	}
+	return b.String()
+}
+
+func ipEntity(a netip.Addr) signal.Entity {
+	return signal.Entity{Kind: signal.IP, Value: a.Unmap().String()}
+}
+
+// span renders the time an episode covered, rounded to seconds for stable
+// text.
+func span(from, to time.Time) string {
+	return to.Sub(from).Round(time.Second).String()
+}

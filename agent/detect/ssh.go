@@ -1,0 +1,205 @@
+package detect
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/picket-agent/picket/agent/event"
+	"github.com/picket-agent/picket/agent/signal"
+	"github.com/picket-agent/picket/schema"
+)
+
+// maxNames bounds the user names remembered per source for reasons and
+// spraying; spraying needs only distinct_users of them to trigger.
+const maxNames = 64
+
+// sshSource is everything remembered about one remote address.
+type sshSource struct {
+	// Brute force episode: it starts at the first failure and ends after a
+	// quiet gap longer than the window.
+	recent    ring      // times of the last max_failures failures
+	first     time.Time // first failure of the episode
+	last      time.Time // last failure of the episode
+	failures  int       // failures in the episode
+	users     nameSet   // users tried in the episode
+	bfNext    int       // failure count at which brute force reports next (0: not yet reported)
+	userTimes map[string]time.Time
+	sprayNext int // distinct-user count at which spraying reports next
+	evidence  []event.Event
+}
+
+type sshDetector struct {
+	bf      schema.SSHBruteForce
+	spray   schema.PasswordSpray
+	after   schema.LoginAfterFailures
+	sources *lru[netip.Addr, sshSource]
+	quiet   time.Duration // gap that ends an episode: the longest enabled window
+}
+
+func newSSHDetector(d schema.Detectors, capacity int) *sshDetector {
+	s := &sshDetector{bf: d.SSHBruteForce, spray: d.PasswordSpray, after: d.LoginAfterFailures,
+		sources: newLRU[netip.Addr, sshSource](capacity)}
+	for _, w := range []schema.Duration{d.SSHBruteForce.Window, d.PasswordSpray.Window, d.LoginAfterFailures.Window} {
+		if w.D() > s.quiet {
+			s.quiet = w.D()
+		}
+	}
+	return s
+}
+
+func (d *sshDetector) newSource() sshSource {
+	n := d.bf.MaxFailures
+	if n < 1 {
+		n = 1
+	}
+	return sshSource{recent: newRing(n)}
+}
+
+func (d *sshDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
+	if !ev.Addr.IsValid() {
+		return
+	}
+	switch ev.Kind {
+	case event.AuthFailure:
+		d.failure(ev, emit)
+	case event.AuthInvalidUser:
+		// Names the user for spraying; sshd logs a Failed line for the same
+		// attempt, which is what counts as the failure.
+		if src, ok := d.sources.peek(ev.Addr); ok || d.spray.Enabled {
+			if !ok {
+				src = d.sources.get(ev.Addr, d.newSource)
+			}
+			d.sprayUser(src, ev, emit)
+		}
+	case event.AuthSuccess:
+		d.success(ev, emit)
+	}
+}
+
+func (d *sshDetector) failure(ev *event.Event, emit func(signal.Signal)) {
+	src := d.sources.get(ev.Addr, d.newSource)
+	now := ev.Time
+	if src.failures > 0 && now.Sub(src.last) > d.quiet {
+		*src = d.newSource()
+	}
+	if src.failures == 0 {
+		src.first = now
+	}
+	n := ev.N()
+	src.failures += n
+	src.last = now
+	for i := 0; i < n && i < len(src.recent.t); i++ {
+		src.recent.push(now)
+	}
+	if ev.User != "" {
+		src.users.add(ev.User, maxNames)
+	}
+	if len(src.evidence) < signal.MaxEvidence {
+		src.evidence = append(src.evidence, *ev)
+	}
+	if d.bf.Enabled {
+		d.bruteForce(src, ev, emit)
+	}
+	if d.spray.Enabled && ev.User != "" {
+		d.sprayUser(src, ev, emit)
+	}
+}
+
+// bruteForce reports when max_failures fall within the window, then again
+// each time the episode's count doubles, so a long attack updates its
+// incident with the true count without a signal per line.
+func (d *sshDetector) bruteForce(src *sshSource, ev *event.Event, emit func(signal.Signal)) {
+	if src.bfNext == 0 {
+		if !src.recent.within(ev.Time, d.bf.Window.D()) {
+			return
+		}
+	} else if src.failures < src.bfNext {
+		return
+	}
+	src.bfNext = src.failures * 2
+	sig := signal.Signal{
+		Time:     ev.Time,
+		Rule:     RuleSSHBruteForce,
+		Stage:    signal.Recon,
+		Weight:   d.bf.Weight,
+		Entities: []signal.Entity{ipEntity(ev.Addr)},
+		Reason: fmt.Sprintf("%d failed SSH logins from %s in %s (threshold %d within %s); users tried: %s",
+			src.failures, ev.Addr.Unmap(), span(src.first, ev.Time), d.bf.MaxFailures, d.bf.Window, src.users.String()),
+		Evidence: append([]event.Event(nil), src.evidence...),
+	}
+	emit(sig)
+}
+
+func (d *sshDetector) sprayUser(src *sshSource, ev *event.Event, emit func(signal.Signal)) {
+	if ev.User == "" {
+		return
+	}
+	now := ev.Time
+	if src.userTimes == nil {
+		src.userTimes = make(map[string]time.Time)
+	}
+	w := d.spray.Window.D()
+	if _, ok := src.userTimes[ev.User]; !ok && len(src.userTimes) >= maxNames {
+		for u, t := range src.userTimes {
+			if now.Sub(t) > w {
+				delete(src.userTimes, u)
+			}
+		}
+		if len(src.userTimes) >= maxNames {
+			return
+		}
+	}
+	src.userTimes[ev.User] = now
+	distinct := 0
+	for _, t := range src.userTimes {
+		if now.Sub(t) <= w {
+			distinct++
+		}
+	}
+	if distinct < d.spray.DistinctUsers || (src.sprayNext != 0 && distinct < src.sprayNext) {
+		return
+	}
+	src.sprayNext = distinct * 2
+	names := nameSet{}
+	for _, e := range src.evidence {
+		if e.User != "" {
+			names.add(e.User, 8)
+		}
+	}
+	sig := signal.Signal{
+		Time:     now,
+		Rule:     RulePasswordSpray,
+		Stage:    signal.Recon,
+		Weight:   d.spray.Weight,
+		Entities: []signal.Entity{ipEntity(ev.Addr)},
+		Reason: fmt.Sprintf("%d distinct user names tried from %s within %s (threshold %d); e.g. %s",
+			distinct, ev.Addr.Unmap(), d.spray.Window, d.spray.DistinctUsers, names.String()),
+		Evidence: append([]event.Event(nil), src.evidence...),
+	}
+	sig.AddEvidence(*ev)
+	emit(sig)
+}
+
+// success flags a login that follows failures from the same source: the
+// moment a guessing attack becomes access.
+func (d *sshDetector) success(ev *event.Event, emit func(signal.Signal)) {
+	if !d.after.Enabled {
+		return
+	}
+	src, ok := d.sources.peek(ev.Addr)
+	if !ok || src.failures < d.after.MinFailures || ev.Time.Sub(src.last) > d.after.Window.D() {
+		return
+	}
+	sig := signal.Signal{
+		Time:     ev.Time,
+		Rule:     RuleLoginAfterFailures,
+		Stage:    signal.InitialAccess,
+		Weight:   d.after.Weight,
+		Entities: []signal.Entity{ipEntity(ev.Addr), {Kind: signal.User, Value: ev.User}},
+		Reason: fmt.Sprintf("successful %s login as %q from %s after %d failed logins from it in %s (threshold %d within %s)",
+			ev.Method, ev.User, ev.Addr.Unmap(), src.failures, span(src.first, src.last), d.after.MinFailures, d.after.Window),
+		Evidence: append(append([]event.Event(nil), src.evidence...), *ev),
+	}
+	emit(sig)
+}

@@ -1,0 +1,96 @@
+// Package event defines the typed events that sensors produce and detectors
+// consume. It is the vocabulary of the pipeline: every sensor (auth log,
+// journald, web access log, and later processes, network, files) turns what it
+// reads into an Event, and nothing downstream ever looks at raw input again
+// except as evidence.
+package event
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Kind names what happened. Kinds are stable strings: they appear in audit
+// entries, in JSON output and in rule documentation.
+type Kind string
+
+// Authentication and account kinds, produced by the auth sensor.
+const (
+	// AuthFailure is one failed authentication attempt that counts toward
+	// brute-force detection (sshd "Failed password", "Failed none", old-style
+	// sshd(pam_unix) authentication failures). Count may be >1 for
+	// "message repeated N times" lines.
+	AuthFailure Kind = "auth.failure"
+	// AuthInvalidUser is sshd's "Invalid user X from IP": the user does not
+	// exist. It is context for spraying, not a separate failure count, because
+	// sshd also logs a Failed line for the same attempt.
+	AuthInvalidUser Kind = "auth.invalid_user"
+	// AuthPAMFailure is a pam_unix failure logged by sshd itself; sshd logs
+	// its own Failed line for the same attempt, so it does not count again.
+	AuthPAMFailure Kind = "auth.pam_failure"
+	// AuthTooMany is "Too many authentication failures" / "maximum
+	// authentication attempts exceeded".
+	AuthTooMany Kind = "auth.too_many"
+	// AuthPreauthDisconnect is a disconnect or close before authentication.
+	AuthPreauthDisconnect Kind = "auth.preauth_disconnect"
+	// AuthSuccess is an accepted login (password, publickey, ...).
+	AuthSuccess Kind = "auth.success"
+	// Sudo is a sudo command (Detail holds the command, User the invoking
+	// user, TargetUser the user it ran as); Outcome "failure" for refused.
+	Sudo Kind = "auth.sudo"
+	// Su is an su session or failure.
+	Su Kind = "auth.su"
+	// UserAdd, UserMod, GroupAdd, GroupMod and PasswdChange are account
+	// changes logged by shadow-utils.
+	UserAdd      Kind = "account.useradd"
+	UserMod      Kind = "account.usermod"
+	UserDel      Kind = "account.userdel"
+	GroupAdd     Kind = "account.groupadd"
+	GroupMod     Kind = "account.groupmod"
+	PasswdChange Kind = "account.passwd"
+)
+
+// Web kinds, produced by the web access-log sensor.
+const (
+	WebRequest Kind = "web.request"
+)
+
+// Event is one thing that happened on the host, with the time it happened
+// (taken from the log line, not from when it was read, so replays are
+// faithful). It is a flat value type: sensors fill what applies and leave the
+// rest zero, which keeps the hot path free of allocations per field group.
+type Event struct {
+	Time   time.Time `json:"time"`
+	Kind   Kind      `json:"kind"`
+	Source string    `json:"source,omitempty"` // where it was read, e.g. "file:/var/log/auth.log", "journald"
+	Line   string    `json:"line,omitempty"`   // the original input, kept as evidence
+	Count  int       `json:"count,omitempty"`  // repetitions this event stands for (0 means 1)
+
+	Host    string `json:"host,omitempty"`
+	Program string `json:"program,omitempty"`
+	PID     int    `json:"pid,omitempty"`
+
+	User       string     `json:"user,omitempty"`        // account the event is about (login user, sudo caller, account added)
+	TargetUser string     `json:"target_user,omitempty"` // sudo/su target, or group for group changes
+	Addr       netip.Addr `json:"addr,omitzero"`         // remote address
+	Port       int        `json:"port,omitempty"`        // remote port
+	Method     string     `json:"method,omitempty"`      // auth method: password, publickey, keyboard-interactive, none
+	Outcome    string     `json:"outcome,omitempty"`     // "success" or "failure" where the kind does not say it
+	Detail     string     `json:"detail,omitempty"`      // free text the kind defines (sudo command, disconnect reason)
+
+	HTTPMethod string `json:"http_method,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Status     int    `json:"status,omitempty"`
+	Size       int64  `json:"size,omitempty"`
+	Referer    string `json:"referer,omitempty"`
+	UserAgent  string `json:"user_agent,omitempty"`
+	VHost      string `json:"vhost,omitempty"`
+}
+
+// N returns how many occurrences the event stands for (at least 1).
+func (e *Event) N() int {
+	if e.Count > 1 {
+		return e.Count
+	}
+	return 1
+}

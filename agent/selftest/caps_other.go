@@ -1,0 +1,7 @@
+//go:build !linux
+
+package selftest
+
+func capProbe() []Result {
+	return []Result{{"capabilities", Missing, "capability probing is Linux-only"}}
+}

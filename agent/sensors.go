@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/picket-agent/picket/agent/journal"
+	"github.com/picket-agent/picket/agent/sensor"
+	"github.com/picket-agent/picket/agent/tail"
+	"github.com/picket-agent/picket/schema"
+)
+
+// DefaultSensors builds the auth and web sensors the policy asks for,
+// choosing journald or files for auth, and reports each one's state.
+// Missing files are followed anyway (they may appear), but reported
+// degraded; an unreadable file (no root) is reported off.
+func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus) {
+	return func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus) {
+		var ss []sensor.Sensor
+		var st []SensorStatus
+		slog := log.With("subsystem", "sensor")
+		a := p.Sensors.Auth
+		switch {
+		case !a.Enabled:
+			st = append(st, SensorStatus{Name: "auth", State: SensorOff, Detail: "disabled in config"})
+		default:
+			useJournal := a.Source == "journald"
+			var jerr error
+			if a.Source == "auto" {
+				jerr = journal.Available(ctx, "")
+				useJournal = jerr == nil
+			}
+			if useJournal {
+				s := &sensor.AuthJournal{Identifiers: a.Identifiers, Logger: slog}
+				var jp sensor.JournalPos
+				if ok, err := pos.Offset(ctx, s.Name(), &jp); ok && err == nil {
+					s.Cursor = jp.Cursor
+				}
+				ss = append(ss, s)
+				st = append(st, SensorStatus{Name: "auth", State: SensorOK, Detail: "journald (" + strings.Join(a.Identifiers, ",") + ")"})
+				break
+			}
+			s, status := fileSensor(ctx, "auth", a.Files, pos, func(path string, start tail.Position) sensor.Sensor {
+				return &sensor.AuthFile{Path: path, Start: start, Logger: slog}
+			})
+			if jerr != nil && status.State != SensorOK {
+				status.Detail += "; journald unavailable: " + jerr.Error()
+			}
+			ss = append(ss, s...)
+			st = append(st, status)
+		}
+		w := p.Sensors.Web
+		if !w.Enabled {
+			st = append(st, SensorStatus{Name: "web", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			var readable []string
+			var notes []string
+			for _, path := range w.Files {
+				switch err := readable1(path); {
+				case err == nil:
+					readable = append(readable, path)
+				case os.IsNotExist(err):
+					// Followed anyway: it may appear (nginx installed later).
+					readable = append(readable, path)
+					notes = append(notes, path+" absent")
+				default:
+					notes = append(notes, fmt.Sprintf("%s unreadable (%v)", path, err))
+				}
+			}
+			for _, path := range readable {
+				s := &sensor.WebFile{Path: path, Format: w.Format, Logger: slog}
+				var start tail.Position
+				if ok, err := pos.Offset(ctx, s.Name(), &start); ok && err == nil {
+					s.Start = start
+				}
+				ss = append(ss, s)
+			}
+			state := SensorOK
+			if len(notes) > 0 {
+				state = SensorDegraded
+			}
+			st = append(st, SensorStatus{Name: "web", State: state, Detail: fmt.Sprintf("following %d access log(s)%s", len(readable), noteList(notes))})
+		}
+		for _, name := range []string{"process", "network", "files", "users", "persistence"} {
+			st = append(st, SensorStatus{Name: name, State: SensorOff, Detail: "not built yet"})
+		}
+		return ss, st
+	}
+}
+
+// fileSensor picks the first existing readable file of paths (auth.log on
+// Debian, secure on RHEL); if none exists it follows the first, waiting
+// for it.
+func fileSensor(ctx context.Context, name string, paths []string, pos Positions, mk func(string, tail.Position) sensor.Sensor) ([]sensor.Sensor, SensorStatus) {
+	var notes []string
+	for _, path := range paths {
+		err := readable1(path)
+		if err == nil {
+			var start tail.Position
+			s := mk(path, tail.Position{})
+			if ok, err := pos.Offset(ctx, s.Name(), &start); ok && err == nil {
+				s = mk(path, start)
+			}
+			return []sensor.Sensor{s}, SensorStatus{Name: name, State: SensorOK, Detail: "file " + path}
+		}
+		if os.IsNotExist(err) {
+			notes = append(notes, path+" absent")
+		} else {
+			notes = append(notes, fmt.Sprintf("%s unreadable (%v)", path, err))
+		}
+	}
+	if len(paths) == 0 {
+		return nil, SensorStatus{Name: name, State: SensorOff, Detail: "no files configured"}
+	}
+	// Nothing readable: wait for the first to appear if absent, else off.
+	if err := readable1(paths[0]); os.IsNotExist(err) {
+		return []sensor.Sensor{mk(paths[0], tail.Position{})}, SensorStatus{Name: name, State: SensorDegraded,
+			Detail: "waiting for " + paths[0] + noteList(notes)}
+	}
+	return nil, SensorStatus{Name: name, State: SensorOff, Detail: "no readable source" + noteList(notes)}
+}
+
+func readable1(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func noteList(n []string) string {
+	if len(n) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(n, "; ") + ")"
+}

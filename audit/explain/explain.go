@@ -1,0 +1,93 @@
+// Package explain renders incidents as deterministic, human-readable stories
+// without an LLM: the signals in time order with their stage, reason and
+// evidence, then the score arithmetic and the level it maps to, then the
+// plans. `picket explain`, `picket replay` and audit exports use it; the
+// same incident always renders to the same bytes.
+package explain
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/picket-agent/picket/agent/correlate"
+	"github.com/picket-agent/picket/agent/respond"
+	"github.com/picket-agent/picket/agent/signal"
+	"github.com/picket-agent/picket/schema"
+)
+
+// Options tune the rendering.
+type Options struct {
+	// Evidence is how many evidence lines to print per signal (0: none).
+	Evidence int
+}
+
+// Incident writes the story of in.
+func Incident(w io.Writer, in *correlate.Incident, sc correlate.Scoring, levels schema.Levels, plans []respond.Plan, o Options) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "incident %d: level %s, score %g, status %s\n", in.ID, in.Level, in.Score, in.Status)
+	fmt.Fprintf(&b, "  window: %s .. %s\n", stamp(in.Opened), stamp(in.Updated))
+	ents := make([]string, len(in.Entities))
+	for i, e := range in.Entities {
+		ents[i] = e.String()
+	}
+	fmt.Fprintf(&b, "  entities: %s\n", strings.Join(ents, ", "))
+	b.WriteString("  story:\n")
+	for _, s := range in.Signals {
+		fmt.Fprintf(&b, "    %s  %-14s %-26s +%-4g %s\n", stamp(s.Time), s.Stage, s.Rule, s.Weight, s.Reason)
+		for i, ev := range s.Evidence {
+			if i >= o.Evidence {
+				break
+			}
+			if ev.Line != "" {
+				fmt.Fprintf(&b, "        | %s\n", oneLine(ev.Line))
+			}
+		}
+	}
+	b.WriteString("  score: ")
+	terms := make([]string, len(sc.PerStage))
+	for i, t := range sc.PerStage {
+		terms[i] = fmt.Sprintf("%s %g (%s)", t.Stage, t.Weight, t.Rule)
+	}
+	if len(terms) == 0 {
+		terms = []string{"0"}
+	}
+	fmt.Fprintf(&b, "%s = %g (strongest signal per kill-chain stage)\n", strings.Join(terms, " + "), sc.Score)
+	fmt.Fprintf(&b, "  level: %g -> %s (thresholds: observe %g, contain %g, aggressive %g, lockdown %g)",
+		sc.Score, sc.Base, levels.Observe, levels.Contain, levels.Aggressive, levels.Lockdown)
+	if sc.Escalate > 0 {
+		fmt.Fprintf(&b, "; %d distinct stages raise it %d step(s) -> %s", len(sc.PerStage), sc.Escalate, min(sc.Base+correlate.Level(sc.Escalate), correlate.Lockdown))
+	}
+	if sc.Capped != "" {
+		fmt.Fprintf(&b, "; held at observe: %s", sc.Capped)
+	}
+	b.WriteString("\n")
+	if len(plans) > 0 {
+		b.WriteString("  plans:\n")
+		for _, p := range plans {
+			fmt.Fprintf(&b, "    %s %s for %s [%s]\n", p.Action, p.Target, p.TTL, p.Status)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Stages lists stage names joined by commas.
+func Stages(ss []signal.Stage) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	return strings.Join(out, ",")
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", `\n`)
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

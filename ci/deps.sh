@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need on a fresh Debian 12 machine.
+# Idempotent; does nothing for packages already present.
+set -euo pipefail
+need=()
+for pair in journalctl:systemd systemd-cat:systemd unshare:util-linux nsenter:util-linux git:git ip:iproute2; do
+	bin=${pair%%:*} pkg=${pair##*:}
+	command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ -x /lib/systemd/systemd-journald ] || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "ci/deps.sh: missing ${need[*]} and not root; install them first" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
+fi
+echo "ci/deps.sh: test dependencies present"

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/picket-agent/picket/agent"
+	"github.com/picket-agent/picket/state"
+	"github.com/spf13/pflag"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// statusRecord is the `picket status --json` contract: the agent's
+// published status plus what the reader derived.
+type statusRecord struct {
+	agent.Status
+	// Running is true when the recorded process is alive and its heartbeat
+	// is recent; State says what the agent itself last wrote.
+	Running       bool   `json:"running"`
+	HeartbeatAge  string `json:"heartbeat_age"`
+	OpenIncidents int    `json:"open_incidents"`
+	AuditEntries  int64  `json:"audit_entries"`
+}
+
+func statusCmd() *command {
+	var asJSON bool
+	return &command{
+		name: "status", summary: "show what the agent is doing", usage: "[--json]",
+		long: `One screen: whether the agent runs, its mode, learning progress, the config
+in force, sensors (ok, degraded or off, with why) and counters. Reads the
+state directory, so it answers while the agent runs and needs no root when
+the state directory is readable.
+
+JSON (--json): one object (see README, "JSON output").`,
+		flags: func(fs *pflag.FlagSet) { fs.BoolVar(&asJSON, "json", false, "print a JSON object") },
+		run: func(ctx context.Context, e *env, fs *pflag.FlagSet, args []string) error {
+			if len(args) > 0 {
+				return usageErr("unexpected argument %q", args[0])
+			}
+			st, err := state.OpenReadOnly(ctx, e.g.stateDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var rec statusRecord
+			ok, err := st.MetaJSON(ctx, agent.MetaStatus, &rec.Status)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("no status recorded in %s: the agent has not started with this state directory", e.g.stateDir)
+			}
+			now := time.Now()
+			age := now.Sub(rec.Heartbeat)
+			rec.HeartbeatAge = age.Round(time.Second).String()
+			rec.Running = rec.State == "running" && alive(rec.PID) && age < 30*time.Second
+			open, err := st.Incidents(ctx, state.IncidentFilter{Status: "open"})
+			if err != nil {
+				return err
+			}
+			rec.OpenIncidents = len(open)
+			if rec.AuditEntries, err = st.AuditCount(ctx); err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(e.stdout).Encode(rec)
+			}
+			run := "stopped"
+			if rec.Running {
+				run = fmt.Sprintf("running (pid %d, heartbeat %s ago)", rec.PID, rec.HeartbeatAge)
+			} else if rec.State == "running" {
+				run = fmt.Sprintf("not running (pid %d last seen %s ago; it did not stop cleanly)", rec.PID, rec.HeartbeatAge)
+			}
+			fmt.Fprintf(e.stdout, "picket %s on %s: %s\n", rec.Version, rec.Hostname, run)
+			fmt.Fprintf(e.stdout, "mode:      %s (root: %v)\n", rec.Mode, rec.Root)
+			l := rec.Learning
+			if l.Active {
+				fmt.Fprintf(e.stdout, "learning:  %.0f%% of %s, read-only until %s\n", l.Progress*100, l.Period, l.Ends.UTC().Format(time.RFC3339))
+			} else {
+				fmt.Fprintf(e.stdout, "learning:  done (%s, ended %s)\n", l.Period, l.Ends.UTC().Format(time.RFC3339))
+			}
+			cfg := rec.Config.Source
+			if rec.Config.Revision != "" {
+				cfg += " " + rec.Config.Revision
+			}
+			fmt.Fprintf(e.stdout, "config:    %s (applied %s)\n", cfg, rec.Config.Applied.UTC().Format(time.RFC3339))
+			fmt.Fprintf(e.stdout, "incidents: %d open\n", rec.OpenIncidents)
+			fmt.Fprintf(e.stdout, "counters:  %d events, %d signals, %d unparsed lines, %d audit entries\n",
+				rec.Counters.Events, rec.Counters.Signals, rec.Counters.Unparsed, rec.AuditEntries)
+			fmt.Fprintln(e.stdout, "sensors:")
+			for _, s := range rec.Sensors {
+				fmt.Fprintf(e.stdout, "  %-12s %-9s %s\n", s.Name, s.State, s.Detail)
+			}
+			return nil
+		},
+	}
+}
+
+// alive reports whether pid exists (signal 0). EPERM means it exists but
+// belongs to another user (status run by a non-root operator).
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || err == syscall.EPERM
+}
+

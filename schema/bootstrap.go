@@ -1,0 +1,91 @@
+package schema
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+)
+
+// DefaultBootstrapPath is where the agent looks for its bootstrap file.
+const DefaultBootstrapPath = "/etc/picket/picket.cue"
+
+// BootstrapDefault is the bootstrap the agent runs with when it has no
+// bootstrap file: no repository (the embedded default policy), the
+// standard directories, and the kernel host name.
+func BootstrapDefault() Bootstrap {
+	b, err := bootstrapDefaults()
+	if err != nil {
+		// Unreachable with a tested schema; a host must still start.
+		b = Bootstrap{
+			Repository:  Repository{Branch: "main"},
+			TrustDir:    "/etc/picket/trust",
+			StateDir:    "/var/lib/picket",
+			Credentials: "/etc/picket/credentials",
+		}
+	}
+	fillHostname(&b)
+	return b
+}
+
+func bootstrapDefaults() (Bootstrap, error) {
+	var b Bootstrap
+	c, err := compile()
+	if err != nil {
+		return b, err
+	}
+	v, issues := c.evaluate("Bootstrap", nil)
+	if err := asError(issues); err != nil {
+		return b, err
+	}
+	return b, v.Decode(&b)
+}
+
+// LoadBootstrap reads and validates the bootstrap file at path. A missing
+// file is not an error: the agent runs with BootstrapDefault(). A file
+// that does not validate is a *ValidationError whose issues name path as
+// given.
+func LoadBootstrap(path string) (*Bootstrap, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		b := BootstrapDefault()
+		return &b, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	c, err := compile()
+	if err != nil {
+		return nil, err
+	}
+	f, issues := parseFile(path, data)
+	if err := asError(issues); err != nil {
+		return nil, err
+	}
+	uf, issues := c.build(path, f)
+	if err := asError(issues); err != nil {
+		return nil, err
+	}
+	v, issues := c.evaluate("Bootstrap", []userFile{uf})
+	if err := asError(issues); err != nil {
+		return nil, err
+	}
+	var b Bootstrap
+	if err := v.Decode(&b); err != nil {
+		return nil, asError(plainIssues(err, path))
+	}
+	fillHostname(&b)
+	return &b, nil
+}
+
+// fillHostname uses the kernel host name when the file leaves it empty.
+// If even that fails the name stays empty and the agent must refuse to
+// sync, since it would not know its branch.
+func fillHostname(b *Bootstrap) {
+	if b.Hostname != "" {
+		return
+	}
+	if h, err := os.Hostname(); err == nil {
+		b.Hostname = h
+	}
+}

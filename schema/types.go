@@ -1,0 +1,208 @@
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Policy is the merged, validated configuration for one host: the fleet
+// policy (picket.cue), the whitelists (whitelists/*.cue) and the host's
+// overrides (hosts/<hostname>.cue). Field names mirror the CUE schema in
+// policy.cue; the JSON tags are the CUE field names.
+type Policy struct {
+	// Mode "enforce" lets the responder act at contain and above (after the
+	// learning period); "observe" records plans and never acts.
+	Mode        string      `json:"mode"`
+	Learning    Learning    `json:"learning"`
+	Levels      Levels      `json:"levels"`
+	Correlation Correlation `json:"correlation"`
+	Detectors   Detectors   `json:"detectors"`
+	Actions     Actions     `json:"actions"`
+	Sensors     Sensors     `json:"sensors"`
+	Whitelist   Whitelist   `json:"whitelist"`
+}
+
+// Learning is the read-only period at the start of the agent's life.
+type Learning struct {
+	// Period is 0 (skip learning) or between 24h and 72h.
+	Period Duration `json:"period"`
+}
+
+// Levels are the incident score thresholds, strictly increasing. A score
+// below Observe is recorded but has no level.
+type Levels struct {
+	Observe    float64 `json:"observe"`
+	Contain    float64 `json:"contain"`
+	Aggressive float64 `json:"aggressive"`
+	Lockdown   float64 `json:"lockdown"`
+}
+
+// Correlation controls how signals are grouped into incidents.
+type Correlation struct {
+	// Window: a signal joins an open incident that shares an entity with it
+	// and whose last signal is at most Window older.
+	Window Duration `json:"window"`
+	// StageEscalation: each distinct kill-chain stage beyond the first raises
+	// the level by one step (capped at lockdown).
+	StageEscalation bool `json:"stage_escalation"`
+	// MaxOpenIncidents caps the incidents kept in memory; the oldest is
+	// closed first.
+	MaxOpenIncidents int `json:"max_open_incidents"`
+}
+
+// Detectors holds one block per rule family.
+type Detectors struct {
+	SSHBruteForce      SSHBruteForce      `json:"ssh_bruteforce"`
+	PasswordSpray      PasswordSpray      `json:"password_spray"`
+	LoginAfterFailures LoginAfterFailures `json:"login_after_failures"`
+	WebScan            WebScan            `json:"web_scan"`
+	// MaxTrackedSources caps per-source state in every detector; the least
+	// recently seen source is evicted first.
+	MaxTrackedSources int `json:"max_tracked_sources"`
+}
+
+// SSHBruteForce: MaxFailures failed logins from one source within Window.
+type SSHBruteForce struct {
+	Enabled     bool     `json:"enabled"`
+	MaxFailures int      `json:"max_failures"`
+	Window      Duration `json:"window"`
+	Weight      float64  `json:"weight"`
+}
+
+// PasswordSpray: DistinctUsers different user names tried from one source
+// within Window.
+type PasswordSpray struct {
+	Enabled       bool     `json:"enabled"`
+	DistinctUsers int      `json:"distinct_users"`
+	Window        Duration `json:"window"`
+	Weight        float64  `json:"weight"`
+}
+
+// LoginAfterFailures: a successful login from a source that failed at least
+// MinFailures times within Window before it.
+type LoginAfterFailures struct {
+	Enabled     bool     `json:"enabled"`
+	MinFailures int      `json:"min_failures"`
+	Window      Duration `json:"window"`
+	Weight      float64  `json:"weight"`
+}
+
+// WebScan: MinHits requests for scanner paths (or attack markers) from one
+// source within Window.
+type WebScan struct {
+	Enabled bool     `json:"enabled"`
+	MinHits int      `json:"min_hits"`
+	Window  Duration `json:"window"`
+	Weight  float64  `json:"weight"`
+	// Paths are path prefixes or substrings that only scanners ask for.
+	Paths []string `json:"paths"`
+	// ErrorRatio: a burst of at least MinHits 4xx answers from one source
+	// within Window whose share of its requests is at least ErrorRatio also
+	// counts as scanning (0 disables).
+	ErrorRatio float64 `json:"error_ratio"`
+}
+
+// Actions holds the responder's policy: what it may do and for how long.
+type Actions struct {
+	// DefaultTTL applies to actions without their own TTL; MaxTTL caps every
+	// TTL (the schema rejects any TTL above it).
+	DefaultTTL Duration `json:"default_ttl"`
+	MaxTTL     Duration `json:"max_ttl"`
+	// MaxPerHour trips the circuit breaker to observe-only when exceeded.
+	MaxPerHour int `json:"max_per_hour"`
+	// BlockTTL is the TTL of a temporary IP block.
+	BlockTTL Duration `json:"block_ttl"`
+	// ContainmentTTL is the TTL of containment mode (lockdown).
+	ContainmentTTL Duration `json:"containment_ttl"`
+}
+
+// Sensors selects and configures the sensors.
+type Sensors struct {
+	Auth AuthSensor `json:"auth"`
+	Web  WebSensor  `json:"web"`
+}
+
+// AuthSensor: Source "auto" picks journald when journalctl works and sshd
+// logs there, else the first readable file of Files.
+type AuthSensor struct {
+	Enabled bool     `json:"enabled"`
+	Source  string   `json:"source"` // auto | journald | file
+	Files   []string `json:"files"`
+	// Identifiers are the journald SYSLOG_IDENTIFIERs read.
+	Identifiers []string `json:"identifiers"`
+}
+
+// WebSensor lists access logs to follow; Format "auto" detects
+// combined/common/JSON per line.
+type WebSensor struct {
+	Enabled bool     `json:"enabled"`
+	Files   []string `json:"files"`
+	Format  string   `json:"format"` // auto | combined | common | json
+}
+
+// Whitelist entries are keyed by a name so that several files can add to
+// the same list (CUE unifies structs, not lists).
+type Whitelist struct {
+	// AdminIPs are never acted against and never counted as attackers.
+	AdminIPs map[string]WhitelistIP `json:"admin_ips"`
+	// IPs are trusted sources: their signals are recorded but do not raise
+	// incidents above observe.
+	IPs   map[string]WhitelistIP   `json:"ips"`
+	Users map[string]WhitelistUser `json:"users"`
+}
+
+// WhitelistIP is an address or CIDR with a note saying why.
+type WhitelistIP struct {
+	CIDR string `json:"cidr"`
+	Note string `json:"note,omitempty"`
+}
+
+// WhitelistUser is a user name with a note.
+type WhitelistUser struct {
+	Name string `json:"name"`
+	Note string `json:"note,omitempty"`
+}
+
+// Bootstrap is the local file (/etc/picket/picket.cue) that tells the agent
+// where its config repository and trust root are. Everything has a default,
+// so the agent runs without it.
+type Bootstrap struct {
+	Hostname    string     `json:"hostname"`
+	Repository  Repository `json:"repository"`
+	TrustDir    string     `json:"trust_dir"`
+	StateDir    string     `json:"state_dir"`
+	Credentials string     `json:"credentials"`
+}
+
+// Repository names the config repository; an empty URL means none.
+type Repository struct {
+	URL    string `json:"url"`
+	Branch string `json:"branch"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("10m",
+// "48h") in CUE and JSON.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"10m\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}

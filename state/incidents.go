@@ -1,0 +1,165 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// IncidentRow is an incident as stored: indexed columns plus the full
+// document (the correlator's JSON), which the state package does not
+// interpret.
+type IncidentRow struct {
+	ID      int64
+	Opened  time.Time
+	Updated time.Time
+	Status  string
+	Level   string
+	Score   float64
+	Summary string
+	Doc     []byte
+}
+
+// PlanRow is a recorded action plan.
+type PlanRow struct {
+	ID       int64
+	Incident int64
+	Time     time.Time
+	Action   string
+	Target   string
+	TTL      time.Duration
+	Level    string
+	Status   string
+	Reason   string
+}
+
+// ErrNotFound is returned for an unknown incident.
+var ErrNotFound = errors.New("state: not found")
+
+// PutIncident inserts or replaces an incident.
+func (t *Tx) PutIncident(ctx context.Context, r IncidentRow) error {
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO incidents(id, opened, updated, status, level, score, summary, doc) VALUES (?,?,?,?,?,?,?,?)
+		ON CONFLICT(id) DO UPDATE SET opened=excluded.opened, updated=excluded.updated, status=excluded.status, level=excluded.level,
+		score=excluded.score, summary=excluded.summary, doc=excluded.doc`,
+		r.ID, ts(r.Opened), ts(r.Updated), r.Status, r.Level, r.Score, r.Summary, string(r.Doc))
+	if err != nil {
+		return fmt.Errorf("state: put incident %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// AddPlan records a plan.
+func (t *Tx) AddPlan(ctx context.Context, p PlanRow) (int64, error) {
+	res, err := t.tx.ExecContext(ctx, `INSERT INTO plans(incident, time, action, target, ttl_seconds, level, status, reason) VALUES (?,?,?,?,?,?,?,?)`,
+		p.Incident, ts(p.Time), p.Action, p.Target, int64(p.TTL/time.Second), p.Level, p.Status, p.Reason)
+	if err != nil {
+		return 0, fmt.Errorf("state: add plan: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// IncidentFilter selects incidents.
+type IncidentFilter struct {
+	Status string // "" any; "open" means not closed
+	Limit  int
+}
+
+// Incidents lists incidents, newest first.
+func (s *Store) Incidents(ctx context.Context, f IncidentFilter) ([]IncidentRow, error) {
+	q := `SELECT id, opened, updated, status, level, score, summary, doc FROM incidents`
+	var args []any
+	switch f.Status {
+	case "":
+	case "open":
+		q += ` WHERE status != 'closed'`
+	default:
+		q += ` WHERE status = ?`
+		args = append(args, f.Status)
+	}
+	q += ` ORDER BY id DESC`
+	if f.Limit > 0 {
+		q += fmt.Sprintf(` LIMIT %d`, f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state: list incidents: %w", err)
+	}
+	defer rows.Close()
+	var out []IncidentRow
+	for rows.Next() {
+		r, err := scanIncident(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Incident reads one incident.
+func (s *Store) Incident(ctx context.Context, id int64) (IncidentRow, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT id, opened, updated, status, level, score, summary, doc FROM incidents WHERE id = ?`, id)
+	r, err := scanIncident(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("incident %d: %w", id, ErrNotFound)
+	}
+	return r, err
+}
+
+// MaxIncidentID returns the highest incident id (0 when none).
+func (s *Store) MaxIncidentID(ctx context.Context) (int64, error) {
+	var id sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(id) FROM incidents`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("state: max incident: %w", err)
+	}
+	return id.Int64, nil
+}
+
+// Plans lists the plans of an incident (0: all), oldest first.
+func (s *Store) Plans(ctx context.Context, incident int64) ([]PlanRow, error) {
+	q := `SELECT id, incident, time, action, target, ttl_seconds, level, status, reason FROM plans`
+	var args []any
+	if incident != 0 {
+		q += ` WHERE incident = ?`
+		args = append(args, incident)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("state: list plans: %w", err)
+	}
+	defer rows.Close()
+	var out []PlanRow
+	for rows.Next() {
+		var p PlanRow
+		var t string
+		var ttl int64
+		if err := rows.Scan(&p.ID, &p.Incident, &t, &p.Action, &p.Target, &ttl, &p.Level, &p.Status, &p.Reason); err != nil {
+			return nil, fmt.Errorf("state: read plan: %w", err)
+		}
+		p.Time, _ = time.Parse(time.RFC3339Nano, t)
+		p.TTL = time.Duration(ttl) * time.Second
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanIncident(sc scanner) (IncidentRow, error) {
+	var r IncidentRow
+	var o, u, doc string
+	if err := sc.Scan(&r.ID, &o, &u, &r.Status, &r.Level, &r.Score, &r.Summary, &doc); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return r, err
+		}
+		return r, fmt.Errorf("state: read incident: %w", err)
+	}
+	r.Opened, _ = time.Parse(time.RFC3339Nano, o)
+	r.Updated, _ = time.Parse(time.RFC3339Nano, u)
+	r.Doc = []byte(doc)
+	return r, nil
+}
+
+func ts(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

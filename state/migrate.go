@@ -1,0 +1,89 @@
+package state
+
+import (
+	"context"
+	"fmt"
+)
+
+// migrations are forward-only: version N is migrations[N-1]. Never edit one
+// that has shipped; add a new one.
+var migrations = []string{
+	// 1: audit chain, key/value metadata, log positions.
+	`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+	CREATE TABLE audit (
+		seq INTEGER PRIMARY KEY,
+		time TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		subject TEXT NOT NULL DEFAULT '',
+		message TEXT NOT NULL,
+		data TEXT NOT NULL DEFAULT '',
+		prev TEXT NOT NULL,
+		hash TEXT NOT NULL
+	);
+	CREATE INDEX audit_kind ON audit(kind);
+	CREATE TABLE offsets (source TEXT PRIMARY KEY, value TEXT NOT NULL, updated TEXT NOT NULL);`,
+	// 2: incidents and the plans the responder recorded for them.
+	`CREATE TABLE incidents (
+		id INTEGER PRIMARY KEY,
+		opened TEXT NOT NULL,
+		updated TEXT NOT NULL,
+		status TEXT NOT NULL,
+		level TEXT NOT NULL,
+		score REAL NOT NULL,
+		summary TEXT NOT NULL,
+		doc TEXT NOT NULL
+	);
+	CREATE INDEX incidents_status ON incidents(status);
+	CREATE TABLE plans (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		incident INTEGER NOT NULL REFERENCES incidents(id),
+		time TEXT NOT NULL,
+		action TEXT NOT NULL,
+		target TEXT NOT NULL,
+		ttl_seconds INTEGER NOT NULL,
+		level TEXT NOT NULL,
+		status TEXT NOT NULL,
+		reason TEXT NOT NULL
+	);
+	CREATE INDEX plans_incident ON plans(incident);`,
+}
+
+// Version returns the schema version of the database (0 when empty).
+func (s *Store) Version(ctx context.Context) (int, error) {
+	var v int
+	if err := s.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("state: read version: %w", err)
+	}
+	return v, nil
+}
+
+// migrate applies migrations up to target, each in its own transaction
+// together with its version bump, so a crash between two leaves a database
+// at a well-defined version.
+func (s *Store) migrate(ctx context.Context, target int) error {
+	v, err := s.Version(ctx)
+	if err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("state: database version %d is newer than this binary understands (%d); refusing to touch it", v, len(migrations))
+	}
+	for ; v < target; v++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("state: migrate to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("state: migrate to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("state: migrate to %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("state: migrate to %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
