@@ -13,12 +13,12 @@ import (
 type Issue struct {
 	// File is relative to the repository root, slash-separated (for the
 	// bootstrap file: the path as given).
-	File   string
-	Line   int
-	Column int
+	File   string `json:"file"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"`
 	// Path is the field path ("levels.contain"), "" for a whole file.
-	Path    string
-	Message string
+	Path    string `json:"path"`
+	Message string `json:"message"`
 }
 
 func (i Issue) String() string {

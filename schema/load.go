@@ -6,7 +6,9 @@ import (
 	"os"
 	"sort"
 
+	"cuelang.org/go/cue"
 	"cuelang.org/go/cue/ast"
+	"cuelang.org/go/cue/token"
 )
 
 // Default returns the embedded default policy: what an empty config
@@ -172,7 +174,7 @@ func locate(files []userFile, vi violation) Issue {
 	for _, p := range vi.paths {
 		for i := len(files) - 1; i >= 0; i-- {
 			v := files[i].value.LookupPath(cuePath(p))
-			if pos := v.Pos(); v.Exists() && pos.IsValid() {
+			if pos := valuePos(v); v.Exists() && pos.IsValid() {
 				is.File, is.Line, is.Column = pos.Filename(), pos.Line(), pos.Column()
 				return is
 			}
@@ -181,6 +183,15 @@ func locate(files []userFile, vi violation) Issue {
 	// Only defaults are involved: the embedded policy itself is wrong.
 	is.File, is.Line, is.Column = schemaFile, 1, 1
 	return is
+}
+
+// valuePos is where a field's value starts, like the positions CUE gives
+// its own errors; Pos() would be the label's.
+func valuePos(v cue.Value) token.Pos {
+	if f, ok := v.Source().(*ast.Field); ok && f.Value != nil && f.Value.Pos().IsValid() {
+		return f.Value.Pos()
+	}
+	return v.Pos()
 }
 
 func firstName(files []userFile) string {

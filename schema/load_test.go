@@ -75,14 +75,14 @@ func TestBadRepos(t *testing.T) {
 
 func TestValidationErrorFormat(t *testing.T) {
 	err := ValidateDir("testdata/bad/ttl-above-max", "")
-	want := "picket.cue:3:2: actions.containment_ttl: 3h must be at most actions.max_ttl (2h)"
+	want := "picket.cue:3:19: actions.containment_ttl: 3h must be at most actions.max_ttl (2h)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
 	var ve *ValidationError
 	errors.As(err, &ve)
 	got := ve.Issues[0]
-	if got != (Issue{File: "picket.cue", Line: 3, Column: 2, Path: "actions.containment_ttl",
+	if got != (Issue{File: "picket.cue", Line: 3, Column: 19, Path: "actions.containment_ttl",
 		Message: "3h must be at most actions.max_ttl (2h)"}) {
 		t.Fatalf("issue %+v", got)
 	}
@@ -138,7 +138,7 @@ func TestDefaultComplete(t *testing.T) {
 
 	// Spot-check the values others rely on.
 	if p.Mode != "enforce" || p.Learning.Period.D() != 48*time.Hour ||
-		p.Levels != (Levels{Observe: 20, Contain: 50, Aggressive: 80, Lockdown: 120}) ||
+		p.Levels != (Levels{Observe: 20, Contain: 50, Aggressive: 100, Lockdown: 150}) ||
 		p.Detectors.SSHBruteForce.MaxFailures != 5 || p.Detectors.SSHBruteForce.Window.D() != 10*time.Minute ||
 		p.Actions.MaxTTL.D() != 24*time.Hour || p.Actions.ContainmentTTL.D() != 30*time.Minute ||
 		p.Sensors.Auth.Source != "auto" || p.Sensors.Web.Format != "auto" {
@@ -158,7 +158,7 @@ func TestHostOverrideMerge(t *testing.T) {
 	if fleet.Mode != "observe" || p.Mode != "enforce" {
 		t.Errorf("scalar: fleet %q, web1 %q", fleet.Mode, p.Mode)
 	}
-	if p.Levels.Observe != 30 || p.Levels.Contain != 40 || p.Levels.Aggressive != 80 {
+	if p.Levels.Observe != 30 || p.Levels.Contain != 40 || p.Levels.Aggressive != 100 {
 		t.Errorf("struct merge: %+v", p.Levels)
 	}
 	if ws := p.Detectors.WebScan; ws.MinHits != 20 || !reflect.DeepEqual(ws.Paths, []string{"/.git/"}) {

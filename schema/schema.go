@@ -15,11 +15,11 @@ import (
 //go:embed policy.cue
 var schemaSource string
 
-// schemaFile names the embedded schema in positions. It cannot collide with
-// a repository file because repository paths never contain a colon here.
+// schemaFile names the embedded schema in positions; no file picket reads
+// from a repository can have this name.
 const schemaFile = "picket:schema/policy.cue"
 
-// Source returns the CUE text of the schema, for `picket schema` and for
+// Source returns the CUE text of the schema, for a command to print and for
 // editors: it is the reference documentation of every field.
 func Source() string { return schemaSource }
 

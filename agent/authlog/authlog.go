@@ -275,16 +275,3 @@ func quoted(s string) (val, rest string, ok bool) {
 	}
 	return s[i+1 : i+1+j], s[i+2+j:], true
 }
-
-// field returns the value of `key=value` in s, ending at sep (or the end).
-func field(s, key, sep string) (string, bool) {
-	i := strings.Index(s, key)
-	if i < 0 {
-		return "", false
-	}
-	v := s[i+len(key):]
-	if j := strings.Index(v, sep); j >= 0 {
-		v = v[:j]
-	}
-	return v, true
-}

@@ -125,6 +125,22 @@ func (c *Correlator) Add(s signal.Signal) (Change, []*Incident) {
 }
 
 func (c *Correlator) addSignal(in *Incident, s signal.Signal) {
+	// A detector's re-reports of one pattern (same rule and entities) keep
+	// the first report and the latest: the story shows when it started and
+	// how far it got, not every doubling.
+	key := s.Key()
+	same := -1
+	n := 0
+	for i := range in.Signals {
+		if in.Signals[i].Key() == key {
+			same = i
+			n++
+		}
+	}
+	if n >= 2 {
+		in.Signals[same] = s
+		return
+	}
 	if len(in.Signals) >= MaxSignals {
 		key := s.Key()
 		for i := len(in.Signals) - 1; i >= 0; i-- {

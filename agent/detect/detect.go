@@ -7,6 +7,7 @@ package detect
 
 import (
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,29 @@ func (s *Set) Observe(ev *event.Event, emit func(signal.Signal)) {
 	for _, d := range s.detectors {
 		d.Observe(ev, emit)
 	}
+}
+
+// Settle lets detectors report the final counts of episodes that ended
+// (quiet for longer than their window at now), or of every episode when
+// final is set (end of a replay). The pipeline calls it on its tick.
+func (s *Set) Settle(now time.Time, final bool, emit func(signal.Signal)) {
+	if s.ssh != nil {
+		s.ssh.settle(now, final, emit)
+	}
+	if s.web != nil {
+		s.web.settle(now, final, emit)
+	}
+}
+
+// sortSignals orders signals by time, then rule and key, so settling is
+// deterministic whatever the map order.
+func sortSignals(ss []signal.Signal) {
+	sort.Slice(ss, func(i, j int) bool {
+		if !ss[i].Time.Equal(ss[j].Time) {
+			return ss[i].Time.Before(ss[j].Time)
+		}
+		return ss[i].Key() < ss[j].Key()
+	})
 }
 
 // Stats reports counters.

@@ -66,3 +66,10 @@ func (l *lru[K, V]) peek(k K) (*V, bool) {
 }
 
 func (l *lru[K, V]) len() int { return len(l.items) }
+
+// each calls fn for every entry, most recent first, without touching order.
+func (l *lru[K, V]) each(fn func(k K, v *V)) {
+	for n := l.head.next; n != &l.head; n = n.next {
+		fn(n.key, &n.val)
+	}
+}

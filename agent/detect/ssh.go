@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/picket-agent/picket/agent/event"
@@ -24,6 +25,8 @@ type sshSource struct {
 	failures  int       // failures in the episode
 	users     nameSet   // users tried in the episode
 	bfNext    int       // failure count at which brute force reports next (0: not yet reported)
+	bfReport  int       // failure count of the last brute-force report
+	bfAt      time.Time // time of the last brute-force report
 	userTimes map[string]time.Time
 	sprayNext int // distinct-user count at which spraying reports next
 	evidence  []event.Event
@@ -114,21 +117,50 @@ func (d *sshDetector) bruteForce(src *sshSource, ev *event.Event, emit func(sign
 		if !src.recent.within(ev.Time, d.bf.Window.D()) {
 			return
 		}
-	} else if src.failures < src.bfNext {
+	} else if src.failures < src.bfNext && ev.Time.Sub(src.bfAt) < d.bf.Window.D() {
+		// Re-report at doubling counts, and at least once per window while
+		// the attack goes on, so its incident stays open and current.
 		return
 	}
 	src.bfNext = src.failures * 2
-	sig := signal.Signal{
-		Time:     ev.Time,
+	emit(d.bruteForceSignal(ev.Addr, src, ev.Time))
+}
+
+func (d *sshDetector) bruteForceSignal(addr netip.Addr, src *sshSource, at time.Time) signal.Signal {
+	src.bfReport, src.bfAt = src.failures, at
+	return signal.Signal{
+		Time:     at,
 		Rule:     RuleSSHBruteForce,
 		Stage:    signal.Recon,
 		Weight:   d.bf.Weight,
-		Entities: []signal.Entity{ipEntity(ev.Addr)},
+		Entities: []signal.Entity{ipEntity(addr)},
 		Reason: fmt.Sprintf("%d failed SSH logins from %s in %s (threshold %d within %s); users tried: %s",
-			src.failures, ev.Addr.Unmap(), span(src.first, ev.Time), d.bf.MaxFailures, d.bf.Window, src.users.String()),
+			src.failures, addr.Unmap(), span(src.first, src.last), d.bf.MaxFailures, d.bf.Window, src.users.String()),
 		Evidence: append([]event.Event(nil), src.evidence...),
 	}
-	emit(sig)
+}
+
+// settle reports the final count of brute-force episodes that grew since
+// their last report: those quiet for longer than the window at now, or all
+// of them when final (end of a replay), so an incident ends with the true
+// number of failures rather than the last power of two.
+func (d *sshDetector) settle(now time.Time, final bool, emit func(signal.Signal)) {
+	if !d.bf.Enabled {
+		return
+	}
+	var out []signal.Signal
+	d.sources.each(func(addr netip.Addr, src *sshSource) {
+		if src.bfNext == 0 || src.failures <= src.bfReport {
+			return
+		}
+		if final || now.Sub(src.last) > d.bf.Window.D() {
+			out = append(out, d.bruteForceSignal(addr, src, src.last))
+		}
+	})
+	sortSignals(out)
+	for _, s := range out {
+		emit(s)
+	}
 }
 
 func (d *sshDetector) sprayUser(src *sshSource, ev *event.Event, emit func(signal.Signal)) {
@@ -161,11 +193,25 @@ func (d *sshDetector) sprayUser(src *sshSource, ev *event.Event, emit func(signa
 		return
 	}
 	src.sprayNext = distinct * 2
-	names := nameSet{}
-	for _, e := range src.evidence {
-		if e.User != "" {
-			names.add(e.User, 8)
+	type seen struct {
+		name string
+		at   time.Time
+	}
+	var recent []seen
+	for u, t := range src.userTimes {
+		if now.Sub(t) <= w {
+			recent = append(recent, seen{u, t})
 		}
+	}
+	sort.Slice(recent, func(i, j int) bool {
+		if !recent[i].at.Equal(recent[j].at) {
+			return recent[i].at.Before(recent[j].at)
+		}
+		return recent[i].name < recent[j].name
+	})
+	names := nameSet{}
+	for _, r := range recent {
+		names.add(r.name, 8)
 	}
 	sig := signal.Signal{
 		Time:     now,

@@ -28,7 +28,9 @@ type webSource struct {
 	count     int // scanner-path or marker hits in the episode
 	attacks   int // of which attack markers
 	paths     nameSet
-	next      int // hit count at which the scan signal reports next
+	next      int       // hit count at which the scan signal reports next
+	reported  int       // hit count of the last scan report
+	reportAt  time.Time // time of the last scan report
 	winStart  time.Time
 	winReqs   int
 	winErrs   int
@@ -122,18 +124,12 @@ func (d *webDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
 				Evidence: []event.Event{*ev},
 			})
 		}
-		if (src.next == 0 && src.hits.within(now, w)) || (src.next != 0 && src.count >= src.next) {
+		if (src.next == 0 && src.hits.within(now, w)) || (src.next != 0 && (src.count >= src.next || (src.count > src.reported && now.Sub(src.reportAt) >= w))) {
 			src.next = src.count * 2
-			emit(signal.Signal{
-				Time: now, Rule: RuleWebScan, Stage: signal.Recon, Weight: d.cfg.Weight,
-				Entities: []signal.Entity{ipEntity(ev.Addr)},
-				Reason: fmt.Sprintf("%d requests for scanner paths from %s in %s (threshold %d within %s): %s",
-					src.count, ev.Addr.Unmap(), span(src.first, now), d.cfg.MinHits, d.cfg.Window, src.paths.String()),
-				Evidence: append([]event.Event(nil), src.evidence...),
-			})
+			emit(d.scanSignal(ev.Addr, src))
 		}
 	}
-	if d.cfg.ErrorRatio > 0 && !src.errFired && src.winErrs >= d.cfg.MinHits &&
+	if d.cfg.ErrorRatio > 0 && !src.errFired && src.next == 0 && src.winErrs >= d.cfg.MinHits &&
 		float64(src.winErrs) >= d.cfg.ErrorRatio*float64(src.winReqs) {
 		src.errFired = true
 		emit(signal.Signal{
@@ -143,5 +139,34 @@ func (d *webDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
 				src.winErrs, src.winReqs, ev.Addr.Unmap(), span(src.winStart, now), d.cfg.MinHits, d.cfg.ErrorRatio*100, d.cfg.Window),
 			Evidence: []event.Event{*ev},
 		})
+	}
+}
+
+func (d *webDetector) scanSignal(addr netip.Addr, src *webSource) signal.Signal {
+	src.reported, src.reportAt = src.count, src.last
+	return signal.Signal{
+		Time: src.last, Rule: RuleWebScan, Stage: signal.Recon, Weight: d.cfg.Weight,
+		Entities: []signal.Entity{ipEntity(addr)},
+		Reason: fmt.Sprintf("%d requests for scanner paths from %s in %s (threshold %d within %s): %s",
+			src.count, addr.Unmap(), span(src.first, src.last), d.cfg.MinHits, d.cfg.Window, src.paths.String()),
+		Evidence: append([]event.Event(nil), src.evidence...),
+	}
+}
+
+// settle reports the final count of scan episodes that grew since their
+// last report (see sshDetector.settle).
+func (d *webDetector) settle(now time.Time, final bool, emit func(signal.Signal)) {
+	var out []signal.Signal
+	d.sources.each(func(addr netip.Addr, src *webSource) {
+		if src.next == 0 || src.count <= src.reported {
+			return
+		}
+		if final || now.Sub(src.last) > d.cfg.Window.D() {
+			out = append(out, d.scanSignal(addr, src))
+		}
+	})
+	sortSignals(out)
+	for _, s := range out {
+		emit(s)
 	}
 }

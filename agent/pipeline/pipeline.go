@@ -111,6 +111,7 @@ func (pl *Pipeline) Process(ev *event.Event) {
 // Tick closes idle incidents at t (the live agent calls it on a timer with
 // the wall clock; replay calls it once at the end of input).
 func (pl *Pipeline) Tick(t time.Time) {
+	pl.det.Settle(t, false, pl.onSignal)
 	for _, in := range pl.corr.Tick(t) {
 		pl.closed(in, t, "idle for longer than the correlation window")
 	}
@@ -184,6 +185,12 @@ func (pl *Pipeline) audit(at time.Time, kind string, in *correlate.Incident, msg
 	data, _ := json.Marshal(signalRecord{Incident: in.ID, Level: in.Level, Score: in.Score, Signal: s})
 	pl.batch.Audit = append(pl.batch.Audit, audit.Entry{Time: at, Kind: kind,
 		Subject: fmt.Sprintf("incident:%d", in.ID), Message: msg, Data: data})
+}
+
+// Flush makes detectors report the final counts of every running episode
+// without closing anything (end of a replay's input).
+func (pl *Pipeline) Flush() {
+	pl.det.Settle(pl.last, true, pl.onSignal)
 }
 
 // Take returns the batch accumulated since the last call and starts a new one.

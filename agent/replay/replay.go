@@ -68,6 +68,9 @@ type FileStats struct {
 	Unparsed int64  `json:"unparsed"`
 }
 
+// tickEvery matches the live agent's heartbeat.
+const tickEvery = 5 * time.Second
+
 // maxLine bounds one line; longer lines are cut (and still parsed).
 const maxLine = 64 << 10
 
@@ -197,6 +200,7 @@ func Run(ctx context.Context, inputs []Input, o Options) (*Result, error) {
 		res.Signals += int64(b.Signals)
 	}
 	n := 0
+	var lastTick time.Time
 	for {
 		var best *source
 		for _, s := range srcs {
@@ -208,6 +212,12 @@ func Run(ctx context.Context, inputs []Input, o Options) (*Result, error) {
 			break
 		}
 		ev := best.next
+		// Tick on event time as the live agent ticks on the clock, so
+		// episodes settle and incidents close exactly as they would live.
+		if ev.Time.Sub(lastTick) >= tickEvery {
+			pl.Tick(ev.Time)
+			lastTick = ev.Time
+		}
 		pl.Process(&ev)
 		if err := best.advance(); err != nil {
 			return nil, err
@@ -219,6 +229,7 @@ func Run(ctx context.Context, inputs []Input, o Options) (*Result, error) {
 			}
 		}
 	}
+	pl.Flush()
 	collect()
 	for _, in := range latest {
 		res.Incidents = append(res.Incidents, in)

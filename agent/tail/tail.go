@@ -85,8 +85,8 @@ type counters struct {
 }
 
 // Follower follows the file at Path. Configure the exported fields, then
-// call Run once; Stats may be called concurrently at any time. A Follower
-// must not be copied after first use.
+// call Run (one Run at a time per Follower); Stats may be called
+// concurrently at any time. A Follower must not be copied after first use.
 type Follower struct {
 	// Path of the file to follow. Its directory is searched for rotated
 	// siblings when Start names a file that is no longer at Path.
@@ -230,15 +230,16 @@ func (f *Follower) Run(ctx context.Context, emit func(Line) error) error {
 func (r *run) start() error {
 	f := r.f
 	if !f.Start.IsZero() {
+		off := max(f.Start.Offset, 0) // a corrupt negative offset must not mean "end"
 		if fi, err := os.Stat(f.Path); err == nil && sameFile(fi, f.Start.Dev, f.Start.Inode) {
-			return r.openAt(f.Path, f.Start.Offset)
+			return r.openAt(f.Path, off)
 		}
 		// Rotated while we were stopped: finish the old file first; the main
 		// loop then switches to the new one at offset 0, as for a live
 		// rotation.
 		if name := findSibling(f.Path, f.Start.Dev, f.Start.Inode); name != "" {
 			r.log.Info("resuming rotated file", slog.String("file", name))
-			return r.openAt(name, f.Start.Offset)
+			return r.openAt(name, off)
 		}
 		r.log.Warn("saved file is gone, starting current file from the beginning; lines between may be missed",
 			slog.Uint64("inode", f.Start.Inode), slog.Int64("offset", f.Start.Offset))
