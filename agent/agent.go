@@ -232,6 +232,9 @@ loop:
 		}
 		break
 	}
+	// Detector state is not persisted: settle running episodes so their
+	// incidents carry the counts seen so far.
+	r.pl.Flush()
 	// A fresh context: the run's is cancelled, the last writes must happen.
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -368,26 +371,8 @@ func (r *runner) commit(ctx context.Context) error {
 		return nil
 	}
 	err := r.st.Update(ctx, func(tx *state.Tx) error {
-		for _, in := range b.Incidents {
-			doc, err := json.Marshal(in)
-			if err != nil {
-				return fmt.Errorf("agent: encode incident %d: %w", in.ID, err)
-			}
-			if err := tx.PutIncident(ctx, state.IncidentRow{ID: in.ID, Opened: in.Opened, Updated: in.Updated, Status: string(in.Status),
-				Level: in.Level.String(), Score: in.Score, Summary: in.Summary(), Doc: doc}); err != nil {
-				return err
-			}
-		}
-		for _, p := range b.Plans {
-			if _, err := tx.AddPlan(ctx, state.PlanRow{Incident: p.Incident, Time: p.Time, Action: p.Action, Target: p.Target,
-				TTL: p.TTL.D(), Level: p.Level.String(), Status: p.Status, Reason: p.Reason}); err != nil {
-				return err
-			}
-		}
-		for _, e := range b.Audit {
-			if _, err := tx.AppendAudit(ctx, e); err != nil {
-				return err
-			}
+		if err := WriteBatch(ctx, tx, b); err != nil {
+			return err
 		}
 		for src, pos := range r.pending {
 			if err := tx.SetOffset(ctx, src, pos); err != nil {
@@ -401,6 +386,33 @@ func (r *runner) commit(ctx context.Context) error {
 	}
 	clear(r.pending)
 	r.dirty = false
+	return nil
+}
+
+// WriteBatch stores a pipeline batch: incidents (latest state), plans and
+// audit entries, within the caller's transaction.
+func WriteBatch(ctx context.Context, tx *state.Tx, b pipeline.Batch) error {
+	for _, in := range b.Incidents {
+		doc, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("agent: encode incident %d: %w", in.ID, err)
+		}
+		if err := tx.PutIncident(ctx, state.IncidentRow{ID: in.ID, Opened: in.Opened, Updated: in.Updated, Status: string(in.Status),
+			Level: in.Level.String(), Score: in.Score, Summary: in.Summary(), Doc: doc}); err != nil {
+			return err
+		}
+	}
+	for _, p := range b.Plans {
+		if _, err := tx.AddPlan(ctx, state.PlanRow{Incident: p.Incident, Time: p.Time, Action: p.Action, Target: p.Target,
+			TTL: p.TTL.D(), Level: p.Level.String(), Status: p.Status, Reason: p.Reason}); err != nil {
+			return err
+		}
+	}
+	for _, e := range b.Audit {
+		if _, err := tx.AppendAudit(ctx, e); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/picket-agent/picket/internal/integration"
+	"github.com/picket-agent/picket/internal/journaldtest"
 )
 
 // testJournald is a real systemd-journald running in a private mount
@@ -25,144 +24,6 @@ import (
 // kernel log, no forwarding). Capabilities for audit are dropped so journald
 // cannot enable kernel auditing on the host. Its journal files are read from
 // outside with journalctl --directory.
-type testJournald struct {
-	dir     string // where journald writes <machine-id>/system.journal
-	pid     int    // journald (host pid namespace)
-	cmd     *exec.Cmd
-	nsenter string
-	logs    *bytes.Buffer
-}
-
-const journaldScript = `set -e
-mount -t tmpfs tmpfs /run
-mkdir -p /run/systemd/journal /run/systemd/journald.conf.d /run/log/journal
-mount --bind "$1" /run/log/journal
-# Storage=volatile already keeps journald out of /var/log/journal; hide it
-# anyway, in case a drop-in elsewhere says otherwise.
-if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
-cp "$2" /run/systemd/journald.conf.d/zz-picket-test.conf
-export SYSTEMD_LOG_TARGET=console
-exec "$3" --bounding-set -audit_control,-audit_read,-audit_write "$4"
-`
-
-const journaldConf = `[Journal]
-Storage=volatile
-ReadKMsg=no
-ForwardToSyslog=no
-ForwardToKMsg=no
-ForwardToConsole=no
-ForwardToWall=no
-RateLimitBurst=0
-Audit=no
-`
-
-func startJournald(t *testing.T) *testJournald {
-	t.Helper()
-	integration.Root(t)
-	unshare := integration.Binary(t, "unshare")
-	nsenter := integration.Binary(t, "nsenter")
-	setpriv := integration.Binary(t, "setpriv")
-	integration.Binary(t, "systemd-cat")
-	integration.Binary(t, "journalctl")
-	integration.File(t, "/etc/machine-id")
-	var journald string
-	for _, p := range []string{"/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald"} {
-		if _, err := os.Stat(p); err == nil {
-			journald = p
-			break
-		}
-	}
-	if journald == "" {
-		integration.Skip(t, "systemd-journald not installed")
-	}
-
-	dir := t.TempDir()
-	conf := filepath.Join(t.TempDir(), "journald.conf")
-	if err := os.WriteFile(conf, []byte(journaldConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	j := &testJournald{dir: dir, nsenter: nsenter, logs: &bytes.Buffer{}}
-	// --kill-child: if unshare dies, journald dies with it, and with it
-	// the namespace and its mounts.
-	j.cmd = exec.Command(unshare, "--mount", "--propagation", "private", "--kill-child",
-		"sh", "-c", journaldScript, "sh", dir, conf, setpriv, journald)
-	j.cmd.Stdout, j.cmd.Stderr = j.logs, j.logs
-	if err := j.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { j.cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		if j.pid > 0 {
-			syscall.Kill(j.pid, syscall.SIGTERM)
-		}
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			j.cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() || testing.Verbose() {
-			t.Logf("journald output:\n%s", j.logs)
-		}
-	})
-
-	upid := j.cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("journald exited: %s", j.logs)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("journald did not start: %s", j.logs)
-		}
-		if j.pid == 0 {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", upid, upid)); err == nil {
-				if f := strings.Fields(string(b)); len(f) > 0 {
-					j.pid, _ = strconv.Atoi(f[0])
-				}
-			}
-		}
-		// The journal file is opened after the sockets are listening.
-		if m, _ := filepath.Glob(filepath.Join(dir, "*", "system.journal")); len(m) > 0 && j.pid > 0 {
-			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", j.pid))
-			if strings.HasSuffix(exe, "systemd-journald") {
-				return j
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// log sends input to journald as identifier's stdout stream (one entry per
-// line) and returns the sender's pid, which is the entries' _PID.
-func (j *testJournald) log(t *testing.T, identifier, input string) int {
-	t.Helper()
-	// nsenter without -p/-f execs in place: its pid is systemd-cat's.
-	cmd := exec.Command(j.nsenter, "-t", strconv.Itoa(j.pid), "-m", "--", "systemd-cat", "-t", identifier)
-	cmd.Stdin = strings.NewReader(input)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("systemd-cat: %v: %s", err, out)
-	}
-	return cmd.Process.Pid
-}
-
-// waitInJournal waits until journalctl can see an entry with this message.
-func (j *testJournald) waitInJournal(t *testing.T, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		out, _ := exec.Command("journalctl", "--directory="+j.dir, "--output=cat", "--no-pager").Output()
-		if strings.Contains(string(out), msg) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%q never reached the journal", msg)
-}
-
 // journalctlChild returns the pid of our journalctl child whose command
 // line contains arg, or 0.
 func journalctlChild(arg string) int {
@@ -193,16 +54,16 @@ func journalctlChild(arg string) int {
 }
 
 func TestJournald(t *testing.T) {
-	j := startJournald(t)
+	j := journaldtest.Start(t)
 	host, _ := os.Hostname()
 	ids := []string{"sshd", "sshd-session"}
 
 	// Already in the journal before the Reader starts: with no cursor it
 	// must not be delivered.
-	j.log(t, "sshd", "before start\n")
-	j.waitInJournal(t, "before start")
+	j.Log(t, "sshd", "before start\n")
+	j.WaitInJournal(t, "before start")
 
-	h := startReader(t, &Reader{Directory: j.dir, Identifiers: ids})
+	h := startReader(t, &Reader{Directory: j.Dir, Identifiers: ids})
 	waitUntil(t, "journalctl following", func() bool { return journalctlChild("--follow") != 0 })
 
 	var all []Entry // everything delivered, in order
@@ -214,10 +75,10 @@ func TestJournald(t *testing.T) {
 	}
 
 	t.Log("entries arrive in order with identifier, pid, host, time")
-	pid := j.log(t, "sshd", "Failed password for root from 192.0.2.1 port 22 ssh2\nsecond line\n")
-	j.log(t, "cron", "not for us\n")
+	pid := j.Log(t, "sshd", "Failed password for root from 192.0.2.1 port 22 ssh2\nsecond line\n")
+	j.Log(t, "cron", "not for us\n")
 	got := expect(h, "Failed password for root from 192.0.2.1 port 22 ssh2", "second line")
-	pid2 := j.log(t, "sshd-session", "from sshd-session\n")
+	pid2 := j.Log(t, "sshd-session", "from sshd-session\n")
 	got = append(got, expect(h, "from sshd-session")...)
 	for i, e := range got {
 		wantID, wantPID := "sshd", pid
@@ -232,7 +93,7 @@ func TestJournald(t *testing.T) {
 	saved := got[1].Cursor
 
 	t.Log("binary MESSAGE (journalctl prints it as a byte array)")
-	j.log(t, "sshd", "bin\x01ary\xff\n")
+	j.Log(t, "sshd", "bin\x01ary\xff\n")
 	expect(h, "bin\x01ary\xff")
 
 	t.Log("journalctl killed: restarted from the last cursor, nothing lost or repeated")
@@ -240,27 +101,27 @@ func TestJournald(t *testing.T) {
 	if err := syscall.Kill(jc, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	j.log(t, "sshd", "while dead 1\nwhile dead 2\n")
+	j.Log(t, "sshd", "while dead 1\nwhile dead 2\n")
 	expect(h, "while dead 1", "while dead 2")
 	waitUntil(t, "journalctl following again", func() bool {
 		p := journalctlChild("--follow")
 		return p != 0 && p != jc
 	})
-	j.log(t, "sshd", "after restart\n")
+	j.Log(t, "sshd", "after restart\n")
 	expect(h, "after restart")
 	if s := h.r.Stats(); s.Restarts < 1 || s.BadLines != 0 {
 		t.Errorf("stats %+v", s)
 	}
 
 	t.Log("journal file rotation (SIGUSR2 to journald)")
-	if err := syscall.Kill(j.pid, syscall.SIGUSR2); err != nil {
+	if err := syscall.Kill(j.PID, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "rotation", func() bool {
-		m, _ := filepath.Glob(filepath.Join(j.dir, "*", "system@*.journal"))
+		m, _ := filepath.Glob(filepath.Join(j.Dir, "*", "system@*.journal"))
 		return len(m) > 0
 	})
-	j.log(t, "sshd", "after rotation\n")
+	j.Log(t, "sshd", "after rotation\n")
 	expect(h, "after rotation")
 	h.expectNothing(300 * time.Millisecond)
 	if err := h.stop(); !errors.Is(err, context.Canceled) {
@@ -268,7 +129,7 @@ func TestJournald(t *testing.T) {
 	}
 
 	t.Log("resume from a saved cursor: exactly the entries after it")
-	h2 := startReader(t, &Reader{Directory: j.dir, Identifiers: ids, Cursor: saved})
+	h2 := startReader(t, &Reader{Directory: j.Dir, Identifiers: ids, Cursor: saved})
 	var want []string
 	for _, e := range all[2:] {
 		want = append(want, e.Message)
@@ -280,7 +141,7 @@ func TestJournald(t *testing.T) {
 		}
 	}
 	h2.expectNothing(300 * time.Millisecond)
-	j.log(t, "sshd", "fresh\n")
+	j.Log(t, "sshd", "fresh\n")
 	h2.expect("fresh")
 	h2.stop()
 
@@ -290,7 +151,7 @@ func TestJournald(t *testing.T) {
 		os.WriteFile(p, []byte("#!/bin/sh\nexec journalctl --directory='"+dir+"' \"$@\"\n"), 0o755)
 		return p
 	}
-	if err := Available(context.Background(), wrapper(j.dir)); err != nil {
+	if err := Available(context.Background(), wrapper(j.Dir)); err != nil {
 		t.Errorf("Available: %v", err)
 	}
 	if err := Available(context.Background(), wrapper(t.TempDir())); err == nil {
