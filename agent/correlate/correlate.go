@@ -103,6 +103,9 @@ func (c *Correlator) Add(s signal.Signal) (Change, []*Incident) {
 	}
 	before := in.Level
 	c.addSignal(in, s)
+	// Settled reports carry their episode's last time, which can precede
+	// signals already added: keep the story in time order.
+	sortSignals(in.Signals)
 	for _, e := range s.Entities {
 		in.Entities = appendEntity(in.Entities, e)
 		c.byKey[e.String()] = in.ID

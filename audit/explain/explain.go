@@ -34,13 +34,19 @@ func Incident(w io.Writer, in *correlate.Incident, sc correlate.Scoring, levels 
 	}
 	fmt.Fprintf(&b, "  entities: %s\n", strings.Join(ents, ", "))
 	b.WriteString("  story:\n")
+	// Re-reports of a pattern carry the same first evidence lines; print
+	// each line once, under the first signal that has it.
+	printed := map[string]bool{}
 	for _, s := range in.Signals {
 		fmt.Fprintf(&b, "    %s  %-14s %-26s +%-4g %s\n", stamp(s.Time), s.Stage, s.Rule, s.Weight, s.Reason)
-		for i, ev := range s.Evidence {
-			if i >= o.Evidence {
+		n := 0
+		for _, ev := range s.Evidence {
+			if n >= o.Evidence {
 				break
 			}
-			if ev.Line != "" {
+			if ev.Line != "" && !printed[ev.Line] {
+				printed[ev.Line] = true
+				n++
 				fmt.Fprintf(&b, "        | %s\n", oneLine(ev.Line))
 			}
 		}

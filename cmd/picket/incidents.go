@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/agent/correlate"
 	"github.com/picket-agent/picket/agent/respond"
+	"github.com/picket-agent/picket/audit/explain"
 	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
 	"github.com/spf13/pflag"
@@ -71,8 +73,12 @@ JSON (--json): one incident object per line, the same shape as
 					}
 					continue
 				}
-				fmt.Fprintf(e.stdout, "%5d  %-9s %-10s score %-5g %s  %s\n", in.ID, in.Status, in.Level, in.Score,
-					in.Updated.UTC().Format(time.RFC3339), r.Summary)
+				ents := make([]string, len(in.Entities))
+				for i, en := range in.Entities {
+					ents[i] = en.String()
+				}
+				fmt.Fprintf(e.stdout, "%5d  %-9s %-10s score %-5g last %s  stages %s  %s\n", in.ID, in.Status, in.Level, in.Score,
+					in.Updated.UTC().Format(time.RFC3339), explain.Stages(in.Stages), strings.Join(ents, " "))
 			}
 			return nil
 		},
