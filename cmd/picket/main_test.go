@@ -108,8 +108,8 @@ func TestValidate(t *testing.T) {
 	// Each problem alone, in a copy of the example repository.
 	for name, edit := range map[string]struct{ file, text, want string }{
 		"misordered": {"picket.cue", "\nlevels: aggressive: 40\n", "levels.aggressive"},
-		"unknown":     {"picket.cue", "\nlevels: containn: 40\n", "levels.containn"},
-		"cidr":        {"whitelists/extra.cue", "whitelist: ips: bad: cidr: \"10.0.0.300/8\"\n", "whitelist.ips.bad.cidr"},
+		"unknown":    {"picket.cue", "\nlevels: containn: 40\n", "levels.containn"},
+		"cidr":       {"whitelists/extra.cue", "whitelist: ips: bad: cidr: \"10.0.0.300/8\"\n", "whitelist.ips.bad.cidr"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := copyDir(t, "../../examples/config-repo")
