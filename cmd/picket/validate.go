@@ -13,7 +13,7 @@ import (
 
 func validateCmd() *command {
 	var host string
-	var asJSON, bootstrap bool
+	var asJSON, bootstrap, printSchema bool
 	return &command{
 		name: "validate", summary: "check a config repository (what its CI runs)", usage: "[DIR] [--host NAME] [--json] | --bootstrap FILE",
 		long: `Validates a config repository checkout (default: the current directory):
@@ -33,8 +33,13 @@ JSON (--json): {"valid":bool,"issues":[{"file","line","column","path","message"}
 			fs.StringVar(&host, "host", "", "validate only this host's merged configuration")
 			fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
 			fs.BoolVar(&bootstrap, "bootstrap", false, "treat the argument as a bootstrap file")
+			fs.BoolVar(&printSchema, "print-schema", false, "print the embedded CUE schema (with its defaults: the default policy) and exit")
 		},
 		run: func(ctx context.Context, e *env, fs *pflag.FlagSet, args []string) error {
+			if printSchema {
+				_, err := fmt.Fprint(e.stdout, schema.Source())
+				return err
+			}
 			if len(args) > 1 {
 				return usageErr("want at most one directory, got %d arguments", len(args))
 			}
