@@ -77,7 +77,7 @@ func (c *Correlator) Add(s signal.Signal) (Change, []*Incident) {
 	var ch Change
 	var in *Incident
 	if len(ids) == 0 {
-		in = &Incident{ID: c.nextID, Opened: s.Time, Status: Open}
+		in = &Incident{ID: c.nextID, Opened: s.Time, Updated: s.Time, Status: Open}
 		c.nextID++
 		c.open[in.ID] = in
 		ch.New = true
