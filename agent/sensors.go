@@ -21,7 +21,7 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 	return func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus) {
 		var ss []sensor.Sensor
 		var st []SensorStatus
-		slog := log.With("subsystem", "sensor")
+		slog := log
 		a := p.Sensors.Auth
 		switch {
 		case !a.Enabled:
