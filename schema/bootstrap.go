@@ -18,7 +18,8 @@ func BootstrapDefault() Bootstrap {
 	if err != nil {
 		// Unreachable with a tested schema; a host must still start.
 		b = Bootstrap{
-			Repository:  Repository{Branch: "main"},
+			Repository: Repository{Branch: "main", Verify: "first-parent", KnownHosts: "/etc/picket/known_hosts",
+				Interval: Duration(60e9), BatchSize: 500, HostKey: "/etc/picket/host_key"},
 			TrustDir:    "/etc/picket/trust",
 			StateDir:    "/var/lib/picket",
 			Credentials: "/etc/picket/credentials",

@@ -6,14 +6,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBootstrapDefault(t *testing.T) {
 	b := BootstrapDefault()
 	host, _ := os.Hostname()
 	want := Bootstrap{
-		Hostname:    host,
-		Repository:  Repository{Branch: "main"},
+		Hostname: host,
+		Repository: Repository{Branch: "main", Verify: "first-parent", KnownHosts: "/etc/picket/known_hosts",
+			Interval: Duration(time.Minute), BatchSize: 500, HostKey: "/etc/picket/host_key"},
 		TrustDir:    "/etc/picket/trust",
 		StateDir:    "/var/lib/picket",
 		Credentials: "/etc/picket/credentials",
@@ -48,8 +50,9 @@ func TestLoadBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Bootstrap{
-		Hostname:    "web1",
-		Repository:  Repository{URL: "git@git.example.com:ops/picket-config.git", Branch: "production"},
+		Hostname: "web1",
+		Repository: Repository{URL: "git@git.example.com:ops/picket-config.git", Branch: "production", Verify: "first-parent",
+			KnownHosts: "/etc/picket/known_hosts", Interval: Duration(time.Minute), BatchSize: 500, HostKey: "/etc/picket/host_key"},
 		TrustDir:    "/etc/picket/trust",
 		StateDir:    "/srv/picket",
 		Credentials: "/etc/picket/deploy_key",

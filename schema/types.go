@@ -175,10 +175,16 @@ type Bootstrap struct {
 	Credentials string     `json:"credentials"`
 }
 
-// Repository names the config repository; an empty URL means none.
+// Repository names the config repository (an empty URL means none) and
+// how the agent syncs with it.
 type Repository struct {
-	URL    string `json:"url"`
-	Branch string `json:"branch"`
+	URL        string   `json:"url"`
+	Branch     string   `json:"branch"`
+	Verify     string   `json:"verify"`
+	KnownHosts string   `json:"known_hosts"`
+	Interval   Duration `json:"interval"`
+	BatchSize  int      `json:"batch_size"`
+	HostKey    string   `json:"host_key"`
 }
 
 // Duration is a time.Duration written as a Go duration string ("10m",
