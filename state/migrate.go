@@ -46,6 +46,23 @@ var migrations = []string{
 		reason TEXT NOT NULL
 	);
 	CREATE INDEX plans_incident ON plans(incident);`,
+	// 3: git sync: signature verification cache, signed audit checkpoints,
+	// and the outbox of items for the host branch that are not audit
+	// entries (audit entries are exported from the audit table by a
+	// cursor, so they are never stored twice).
+	`CREATE TABLE verified (
+		commit_hash TEXT NOT NULL,
+		trust_hash TEXT NOT NULL,
+		signer TEXT NOT NULL,
+		PRIMARY KEY (commit_hash, trust_hash)
+	);
+	CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY, data TEXT NOT NULL, created TEXT NOT NULL);
+	CREATE TABLE outbox (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		kind TEXT NOT NULL,
+		payload TEXT NOT NULL,
+		created TEXT NOT NULL
+	);`,
 }
 
 // Version returns the schema version of the database (0 when empty).
