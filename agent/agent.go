@@ -62,6 +62,10 @@ type Config struct {
 	// Sensors builds the sensors for a policy given saved positions; nil
 	// uses DefaultSensors.
 	Sensors func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus)
+	// Workers run beside the main loop (the git sync) and are cancelled
+	// before the final commit at shutdown. An error from one is logged; it
+	// does not stop the agent.
+	Workers []func(ctx context.Context) error
 	// FlushEvery bounds how long processed events wait for their commit.
 	FlushEvery time.Duration
 	// Heartbeat is how often status is rewritten.
@@ -70,8 +74,16 @@ type Config struct {
 
 // Agent is one running picket.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	applyCh chan applyReq
+}
+
+// applyReq carries a new policy to the main loop, which owns the pipeline.
+type applyReq struct {
+	policy *schema.Policy
+	status ConfigStatus
+	done   chan error
 }
 
 // New checks cfg and returns an agent.
@@ -94,7 +106,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Sensors == nil {
 		cfg.Sensors = DefaultSensors(cfg.Logger)
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With(slog.String("subsystem", "agent"))}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger.With(slog.String("subsystem", "agent")), applyCh: make(chan applyReq)}, nil
 }
 
 // Positions reads saved sensor positions from state.
@@ -148,6 +160,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	sensorsDone := make(chan struct{})
 	go func() { wg.Wait(); close(sensorsDone) }()
+	wctx, stopWorkers := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	for _, w := range a.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			if err := w(wctx); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("worker stopped", "err", err)
+			}
+		}()
+	}
+	defer func() { stopWorkers(); workers.Wait() }()
 
 	if err := r.writeStatus(ctx, time.Now()); err != nil {
 		stopSensors()
@@ -208,9 +232,15 @@ loop:
 			a.notify("WATCHDOG=1")
 		case <-a.cfg.Reload:
 			r.reload(ctx)
+		case req := <-a.applyCh:
+			req.done <- r.apply(ctx, req)
 		}
 	}
 	a.notify("STOPPING=1")
+	// Workers (git sync) stop before the last commit so nothing they
+	// write races the shutdown.
+	stopWorkers()
+	workers.Wait()
 	stopSensors()
 	// Drain what the sensors already delivered so its positions commit
 	// with its effects.
@@ -437,6 +467,38 @@ func (r *runner) openIDs() []int64 {
 func (r *runner) health(ctx context.Context) error {
 	_, _, err := r.st.Meta(ctx, MetaStatus)
 	return err
+}
+
+// Apply swaps the running policy from another goroutine (the git sync) and
+// waits until the main loop has done it. The caller audits it.
+func (a *Agent) Apply(ctx context.Context, p *schema.Policy, cs ConfigStatus) error {
+	req := applyReq{policy: p, status: cs, done: make(chan error, 1)}
+	select {
+	case a.applyCh <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *runner) apply(ctx context.Context, req applyReq) error {
+	if err := r.pl.SetPolicy(req.policy); err != nil {
+		return err
+	}
+	r.policy = req.policy
+	req.status.Applied = time.Now()
+	r.status.Config = req.status
+	r.status.Mode = req.policy.Mode
+	if err := r.st.Update(ctx, func(tx *state.Tx) error { return tx.SetMetaJSON(ctx, MetaPolicy, req.policy) }); err != nil {
+		return err
+	}
+	r.a.log.Info("config applied", "source", req.status.Source, "revision", req.status.Revision, "signer", req.status.Signer)
+	return r.writeStatus(ctx, time.Now())
 }
 
 // reload re-reads the policy; a failure keeps the running one.

@@ -38,6 +38,7 @@ type LearningStatus struct {
 type ConfigStatus struct {
 	Source   string    `json:"source"` // embedded-default | repository
 	Revision string    `json:"revision,omitempty"`
+	Signer   string    `json:"signer,omitempty"`
 	Applied  time.Time `json:"applied"`
 }
 

@@ -7,6 +7,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -73,6 +74,15 @@ func Seal(prevSeq int64, prevHash string, e Entry) Entry {
 	}
 	e.Seq = prevSeq + 1
 	e.Prev = prevHash
+	// The hash covers Data byte for byte and exports are JSON lines, which
+	// cannot keep whitespace: store it compact so an exported entry
+	// verifies exactly like the stored one.
+	if len(e.Data) > 0 {
+		var b bytes.Buffer
+		if json.Compact(&b, e.Data) == nil {
+			e.Data = b.Bytes()
+		}
+	}
 	e.Time = e.Time.UTC().Round(0)
 	e.Hash = e.ComputeHash()
 	return e

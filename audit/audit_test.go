@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -75,5 +77,26 @@ func TestHead(t *testing.T) {
 	v.Next(es[2])
 	if err := v.Head(es[2].Seq, es[2].Hash); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestExportedEntryVerifies: an entry written as a JSON line and read back
+// verifies, even when its Data was given with whitespace and HTML
+// characters.
+func TestExportedEntryVerifies(t *testing.T) {
+	e := Seal(0, "", Entry{Time: time.Unix(5, 7), Kind: "k", Message: "<m>", Data: []byte(`{ "a" : "<b> & c" }`)})
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		t.Fatal(err)
+	}
+	var back Entry
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	var v Verifier
+	if err := v.Next(back); err != nil {
+		t.Fatalf("exported entry does not verify: %v (%s)", err, buf.String())
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/picket-agent/picket/sync/remote"
 	"github.com/spf13/pflag"
 )
 
@@ -72,7 +73,7 @@ func checkErr(err error) error { return &exitError{code: exitCheck, err: err} }
 func commands() []*command {
 	cmds := []*command{
 		runCmd(), validateCmd(), replayCmd(), statusCmd(), incidentsCmd(),
-		explainCmd(), auditCmd(), selftestCmd(), versionCmd(),
+		explainCmd(), auditCmd(), syncCmd(), hostkeyCmd(), selftestCmd(), versionCmd(),
 	}
 	return cmds
 }
@@ -83,6 +84,9 @@ func addGlobals(fs *pflag.FlagSet, g *globals) {
 }
 
 func main() {
+	// go-git's transport registry is process-global and unlocked: install
+	// the retrying HTTP transport once, before any goroutine uses git.
+	remote.InstallHTTP(nil)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/schema"
+	"github.com/picket-agent/picket/state"
+	"github.com/picket-agent/picket/sync/syncer"
 	"github.com/spf13/pflag"
 )
 
@@ -31,6 +34,11 @@ rejected and audited, the running one stays in force).
 
 Under systemd (Type=notify) it sends READY=1 once running and WATCHDOG=1
 pings while its main loop and database are healthy.
+
+With repository.url in the bootstrap file it also syncs every
+repository.interval: fetch the config branch, verify signatures against
+trust_dir, validate, apply without restart; push its audit entries to
+hosts/<hostname> as signed commits (queued in state while offline).
 
 Without root it runs degraded: sensors it cannot read are reported off in
 'picket status' and 'picket selftest'; it never exits for lack of a
@@ -72,15 +80,31 @@ capability.`,
 					}
 				}
 			}()
-			a, err := agent.New(agent.Config{
+			var a *agent.Agent
+			var workers []func(context.Context) error
+			kick := make(chan struct{}, 1)
+			if boot.Repository.URL != "" {
+				workers = append(workers, func(ctx context.Context) error {
+					return runSync(ctx, boot, stateDir, log, func(ctx context.Context, p *schema.Policy, rev, signer string) error {
+						return a.Apply(ctx, p, agent.ConfigStatus{Source: "repository", Revision: rev, Signer: signer})
+					}, kick)
+				})
+			}
+			a, err = agent.New(agent.Config{
 				Version:  version,
 				Hostname: boot.Hostname,
 				StateDir: stateDir,
 				Logger:   log,
 				Notifier: sdNotifier{},
 				Reload:   reload,
+				Workers:  workers,
 				Policy: func(ctx context.Context) (*schema.Policy, agent.ConfigStatus, error) {
-					return loadPolicy(e.g.config, log)
+					// SIGHUP also asks the sync for a cycle now.
+					select {
+					case kick <- struct{}{}:
+					default:
+					}
+					return loadPolicy(boot, stateDir)
 				},
 			})
 			if err != nil {
@@ -101,22 +125,33 @@ func loadBootstrap(path string) (*schema.Bootstrap, error) {
 	return schema.LoadBootstrap(path)
 }
 
-// loadPolicy returns the policy to run. Until the git sync lands (config
-// repository), this is the embedded default; a configured repository is
-// reported so the operator is not misled.
-func loadPolicy(bootPath string, log *slog.Logger) (*schema.Policy, agent.ConfigStatus, error) {
-	boot, err := loadBootstrap(bootPath)
-	if err != nil {
-		return nil, agent.ConfigStatus{}, err
+// loadPolicy returns the policy to run: with a config repository, the last
+// one the sync verified and applied (kept in state, so a restart while the
+// remote is unreachable keeps it); otherwise, or before the first verified
+// config, the embedded default.
+func loadPolicy(boot *schema.Bootstrap, stateDir string) (*schema.Policy, agent.ConfigStatus, error) {
+	if boot.Repository.URL != "" {
+		if st, err := state.OpenReadOnly(context.Background(), stateDir); err == nil {
+			var ap syncer.Applied
+			ok, err := st.MetaJSON(context.Background(), syncer.MetaApplied, &ap)
+			st.Close()
+			if ok && err == nil {
+				var p schema.Policy
+				if err := json.Unmarshal(ap.Policy, &p); err == nil {
+					return &p, agent.ConfigStatus{Source: "repository", Revision: ap.Revision, Signer: ap.Signer}, nil
+				}
+			}
+		}
 	}
 	p, err := schema.Default()
 	if err != nil {
 		return nil, agent.ConfigStatus{}, fmt.Errorf("embedded default policy: %w", err)
 	}
+	cs := agent.ConfigStatus{Source: "embedded-default"}
 	if boot.Repository.URL != "" {
-		log.Warn("config repository sync is not available in this version; running the embedded default policy", "repository", boot.Repository.URL)
+		cs.Source = "embedded-default (no verified config from the repository yet)"
 	}
-	return p, agent.ConfigStatus{Source: "embedded-default"}, nil
+	return p, cs, nil
 }
 
 // sdNotifier talks to systemd through NOTIFY_SOCKET (no-op without it).

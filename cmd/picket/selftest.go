@@ -32,7 +32,7 @@ JSON (--json): one object per line: {"name","state","reason"}.`,
 			if !fs.Changed("state-dir") && boot.StateDir != "" {
 				stateDir = boot.StateDir
 			}
-			pol, _, err := loadPolicy(e.g.config, discardLogger())
+			pol, _, err := loadPolicy(boot, stateDir)
 			if err != nil {
 				return checkErr(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/state"
+	"github.com/picket-agent/picket/sync/syncer"
 	"github.com/spf13/pflag"
 )
 
@@ -25,6 +26,8 @@ type statusRecord struct {
 	HeartbeatAge  string `json:"heartbeat_age"`
 	OpenIncidents int    `json:"open_incidents"`
 	AuditEntries  int64  `json:"audit_entries"`
+	// Sync is present when a config repository is configured.
+	Sync *syncer.Status `json:"sync,omitempty"`
 }
 
 func statusCmd() *command {
@@ -67,6 +70,11 @@ JSON (--json): one object (see README, "JSON output").`,
 			if rec.AuditEntries, err = st.AuditCount(ctx); err != nil {
 				return err
 			}
+			var ss syncer.Status
+			if ok, err := st.MetaJSON(ctx, syncer.MetaSync, &ss); err == nil && ok {
+				ss.Queued = rec.AuditEntries - ss.PushedSeq
+				rec.Sync = &ss
+			}
 			if asJSON {
 				return json.NewEncoder(e.stdout).Encode(rec)
 			}
@@ -88,7 +96,13 @@ JSON (--json): one object (see README, "JSON output").`,
 			if rec.Config.Revision != "" {
 				cfg += " " + rec.Config.Revision
 			}
+			if rec.Config.Signer != "" {
+				cfg += ", signed by " + rec.Config.Signer
+			}
 			fmt.Fprintf(e.stdout, "config:    %s (applied %s)\n", cfg, rec.Config.Applied.UTC().Format(time.RFC3339))
+			if s := rec.Sync; s != nil {
+				printSync(e, s)
+			}
 			fmt.Fprintf(e.stdout, "incidents: %d open\n", rec.OpenIncidents)
 			fmt.Fprintf(e.stdout, "counters:  %d events, %d signals, %d unparsed lines, %d audit entries\n",
 				rec.Counters.Events, rec.Counters.Signals, rec.Counters.Unparsed, rec.AuditEntries)
@@ -98,6 +112,36 @@ JSON (--json): one object (see README, "JSON output").`,
 			}
 			return nil
 		},
+	}
+}
+
+func printSync(e *env, s *syncer.Status) {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(e.stdout, "remote:    %s (branch %s)\n", s.Remote, s.Branch)
+	if s.AppliedRevision != "" {
+		fmt.Fprintf(e.stdout, "applied:   %s signed by %s at %s\n", s.AppliedRevision, s.AppliedSigner, ts(s.AppliedAt))
+	}
+	fetch := "last fetch " + ts(s.LastFetch)
+	if s.LastFetchError != "" {
+		fetch += " (error: " + s.LastFetchError + ")"
+	}
+	push := "last push " + ts(s.LastPush)
+	if s.LastPushError != "" {
+		push += " (error: " + s.LastPushError + ")"
+	}
+	fmt.Fprintf(e.stdout, "sync:      %s; %s\n", fetch, push)
+	if !s.OfflineSince.IsZero() {
+		fmt.Fprintf(e.stdout, "offline:   offline since %s, %d entries queued\n", ts(s.OfflineSince), s.Queued)
+	} else {
+		fmt.Fprintf(e.stdout, "queue:     %d entries queued for %s\n", s.Queued, s.HostBranch)
+	}
+	if r := s.LastRejection; r != nil {
+		fmt.Fprintf(e.stdout, "rejected:  %s at %s (%s): %s\n", r.Revision, ts(r.At), r.Kind, r.Reason)
 	}
 }
 
