@@ -16,7 +16,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -84,8 +86,16 @@ func New(cfg Config) (*Syncer, error) {
 	if created {
 		log.Info("host key created", "path", b.Repository.HostKey, "fingerprint", key.Fingerprint())
 	}
+	// No credentials file means anonymous access (a public HTTPS remote, a
+	// local path): the default path is used by every install, whether or
+	// not the repository needs it.
+	creds := b.Credentials
+	if _, err := os.Stat(creds); errors.Is(err, fs.ErrNotExist) {
+		log.Info("no credentials file; accessing the repository anonymously", "path", creds)
+		creds = ""
+	}
 	r, err := remote.Open(remote.Config{URL: b.Repository.URL, Branch: b.Repository.Branch,
-		Dir: filepath.Join(cfg.StateDir, "repo"), Credentials: b.Credentials, KnownHosts: b.Repository.KnownHosts, Logger: cfg.Logger})
+		Dir: filepath.Join(cfg.StateDir, "repo"), Credentials: creds, KnownHosts: b.Repository.KnownHosts, Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
