@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/sync/remote"
 	"github.com/spf13/pflag"
 )
@@ -80,7 +81,7 @@ func commands() []*command {
 
 func addGlobals(fs *pflag.FlagSet, g *globals) {
 	fs.StringVar(&g.config, "config", "/etc/picket/picket.cue", "local bootstrap file (optional: built-in defaults apply when it does not exist)")
-	fs.StringVar(&g.stateDir, "state-dir", "/var/lib/picket", "state directory (SQLite database, offsets, clone)")
+	fs.StringVar(&g.stateDir, "state-dir", "/var/lib/picket", "state directory (SQLite database, local clone); default: the bootstrap file's state_dir, else /var/lib/picket")
 }
 
 func main() {
@@ -154,6 +155,15 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *chelp {
 		cmdUsage(stdout, cmd, fs)
 		return exitOK
+	}
+	// The state directory: --state-dir if given, else the bootstrap file's
+	// state_dir, else the default; every command agrees on it.
+	if !fs.Changed("state-dir") && !top.Changed("state-dir") {
+		if _, err := os.Stat(g.config); err == nil {
+			if b, err := schema.LoadBootstrap(g.config); err == nil && b.StateDir != "" {
+				g.stateDir = b.StateDir
+			}
+		}
 	}
 	e := &env{stdout: stdout, stderr: stderr, g: g}
 	err := cmd.run(ctx, e, fs, fs.Args())

@@ -60,9 +60,6 @@ capability.`,
 				return checkErr(err)
 			}
 			stateDir := e.g.stateDir
-			if !fs.Changed("state-dir") && boot.StateDir != "" {
-				stateDir = boot.StateDir
-			}
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)

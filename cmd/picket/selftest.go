@@ -29,9 +29,6 @@ JSON (--json): one object per line: {"name","state","reason"}.`,
 				return checkErr(err)
 			}
 			stateDir := e.g.stateDir
-			if !fs.Changed("state-dir") && boot.StateDir != "" {
-				stateDir = boot.StateDir
-			}
 			pol, _, err := loadPolicy(boot, stateDir)
 			if err != nil {
 				return checkErr(err)

@@ -93,9 +93,6 @@ send it SIGHUP to make it sync at once instead.`,
 				return checkErr(err)
 			}
 			stateDir := e.g.stateDir
-			if !fs.Changed("state-dir") && boot.StateDir != "" {
-				stateDir = boot.StateDir
-			}
 			if boot.Repository.URL == "" {
 				return checkErr(syncer.ErrNoRepository)
 			}
