@@ -119,6 +119,48 @@ func cli(t *testing.T, bin string, args ...string) (string, int) {
 	return out.String() + errb.String(), code
 }
 
+// agentProc is a running agent binary.
+type agentProc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	exited chan error
+}
+
+// startAgent starts cmd (an agent) with its stderr captured; it is killed
+// when the test ends, and its log is shown if the test failed.
+func startAgent(t *testing.T, cmd *exec.Cmd) *agentProc {
+	t.Helper()
+	p := &agentProc{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", p.stderr.String())
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and fails the test unless the agent exits cleanly.
+func (p *agentProc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("agent exit after SIGTERM: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("agent did not stop on SIGTERM")
+	}
+}
+
 func TestRunLifecycle(t *testing.T) {
 	bin := binary(t)
 	dir := t.TempDir()
@@ -126,19 +168,7 @@ func TestRunLifecycle(t *testing.T) {
 	n := listenNotify(t)
 	cmd := exec.Command(bin, "run", "--state-dir", stateDir, "--config", filepath.Join(dir, "absent.cue"))
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+n.path, "WATCHDOG_USEC=300000")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", stderr.String())
-		}
-	})
+	agentp := startAgent(t, cmd)
 
 	waitUntil(t, "READY=1", 20*time.Second, func() bool { return n.count("READY=1") == 1 })
 	waitUntil(t, "watchdog pings", 5*time.Second, func() bool { return n.count("WATCHDOG=1") >= 2 })
@@ -180,17 +210,7 @@ func TestRunLifecycle(t *testing.T) {
 		return strings.Count(out, "\n") == 2
 	})
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("agent exit after SIGTERM: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not stop on SIGTERM")
-	}
+	agentp.stop(t)
 	if n.count("STOPPING=1") != 1 {
 		t.Error("no STOPPING=1 notification")
 	}
@@ -202,7 +222,7 @@ func TestRunLifecycle(t *testing.T) {
 		t.Errorf("audit verify: %d %s", code, out)
 	}
 	// Logs are JSON lines on stderr.
-	sc := bufio.NewScanner(bytes.NewReader(stderr.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(agentp.stderr.Bytes()))
 	lines := 0
 	for sc.Scan() {
 		var m map[string]any
@@ -229,20 +249,7 @@ func TestRunJournaldEndToEnd(t *testing.T) {
 	}
 	j := journaldtest.Start(t)
 	stateDir := filepath.Join(t.TempDir(), "state")
-	cmd := j.Command(bin, "run", "--state-dir", stateDir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", stderr.String())
-		}
-	})
+	agentp := startAgent(t, j.Command(bin, "run", "--state-dir", stateDir))
 	waitUntil(t, "agent status", 20*time.Second, func() bool {
 		out, code := cli(t, bin, "status", "--state-dir", stateDir, "--json")
 		return code == 0 && strings.Contains(out, `"running":true`)
@@ -271,13 +278,5 @@ func TestRunJournaldEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "failed SSH logins from 192.0.2.99") || !strings.Contains(out, `"level":"contain"`) {
 		t.Errorf("incident: %s", out)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("agent exit: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not stop")
-	}
+	agentp.stop(t)
 }

@@ -46,12 +46,16 @@ func runSync(ctx context.Context, boot *schema.Bootstrap, stateDir string, log *
 		return err
 	}
 	defer st.Close()
-	s, err := syncer.New(syncer.Config{Hostname: boot.Hostname, Bootstrap: *boot, StateDir: stateDir, Store: st, Apply: apply,
-		Logger: log, Version: version, StatusJSON: statusJSON(st)})
+	s, err := newSyncer(boot, stateDir, st, log, apply)
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx, kick)
+}
+
+func newSyncer(boot *schema.Bootstrap, stateDir string, st *state.Store, log *slog.Logger, apply syncer.ApplyFunc) (*syncer.Syncer, error) {
+	return syncer.New(syncer.Config{Hostname: boot.Hostname, Bootstrap: *boot, StateDir: stateDir, Store: st, Apply: apply,
+		Logger: log, Version: version, StatusJSON: statusJSON(st)})
 }
 
 // statusJSON is the host branch's status.json: the agent's published
@@ -106,12 +110,10 @@ send it SIGHUP to make it sync at once instead.`,
 				return err
 			}
 			defer st.Close()
-			s, err := syncer.New(syncer.Config{Hostname: boot.Hostname, Bootstrap: *boot, StateDir: stateDir, Store: st,
-				Logger: slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Version: version,
-				StatusJSON: statusJSON(st),
-				// No agent in this process: the applied config is recorded
-				// in state, where the agent reads it at start or on SIGHUP.
-				Apply: func(context.Context, *schema.Policy, string, string) error { return nil }})
+			// No agent in this process: the applied config is recorded in
+			// state, where the agent reads it at start or on SIGHUP.
+			noAgent := func(context.Context, *schema.Policy, string, string) error { return nil }
+			s, err := newSyncer(boot, stateDir, st, slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), noAgent)
 			if err != nil {
 				return err
 			}

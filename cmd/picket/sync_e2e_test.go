@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,20 +51,7 @@ state_dir: %q
 credentials: %q
 `, remote.Dir, filepath.Join(dir, "host_key"), trustDir, stateDir, filepath.Join(dir, "creds"))), 0o600)
 
-	cmd := exec.Command(bin, "run", "--config", boot)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("agent stderr:\n%s", stderr.String())
-		}
-	})
+	agentp := startAgent(t, exec.Command(bin, "run", "--config", boot))
 	statusHas := func(sub string) func() bool {
 		return func() bool {
 			out, code := cli(t, bin, "status", "--config", boot, "--json")
@@ -93,15 +78,7 @@ credentials: %q
 		_, err := remote.GitErr("rev-parse", "--verify", "hosts/web1")
 		return err == nil
 	})
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("agent exit: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent did not stop")
-	}
+	agentp.stop(t)
 	text, _ := cli(t, bin, "status", "--config", boot)
 	if !strings.Contains(text, "applied:   "+second) || !strings.Contains(text, "remote:") {
 		t.Errorf("status text:\n%s", text)
