@@ -50,6 +50,14 @@ const (
 	PasswdChange Kind = "account.passwd"
 )
 
+// Process kinds, produced by the process sensor (netlink proc connector or
+// /proc scan). Proc is set on all of them.
+const (
+	ProcExec Kind = "process.exec"
+	ProcFork Kind = "process.fork"
+	ProcExit Kind = "process.exit"
+)
+
 // Web kinds, produced by the web access-log sensor.
 const (
 	WebRequest Kind = "web.request"
@@ -85,6 +93,60 @@ type Event struct {
 	Referer    string `json:"referer,omitempty"`
 	UserAgent  string `json:"user_agent,omitempty"`
 	VHost      string `json:"vhost,omitempty"`
+
+	// Proc is the process an event is about (process kinds only); a
+	// pointer so log events do not carry its weight.
+	Proc *Process `json:"proc,omitempty"`
+}
+
+// Process is what the process sensor knows about one process at an exec,
+// fork or exit, and, once the process table has seen it, its ancestry.
+type Process struct {
+	PID  int `json:"pid"`
+	PPID int `json:"ppid"`
+	// StartTime is the process start time in clock ticks since boot
+	// (/proc/<pid>/stat field 22): with the pid it identifies a process
+	// across pid reuse.
+	StartTime uint64   `json:"start_time,omitempty"`
+	UID       int      `json:"uid"`
+	GID       int      `json:"gid"`
+	User      string   `json:"user,omitempty"`
+	Comm      string   `json:"comm,omitempty"`
+	Exe       string   `json:"exe,omitempty"`
+	Args      []string `json:"args,omitempty"`
+	Cwd       string   `json:"cwd,omitempty"`
+	// Deleted: the executable was unlinked after it started (exe link
+	// ends in " (deleted)").
+	Deleted bool `json:"deleted,omitempty"`
+	// Partial: the process exited before everything could be read; the
+	// fields that could not be read are empty.
+	Partial bool `json:"partial,omitempty"`
+	// Cgroup is the process's cgroup v2 path (or the v1 name=systemd /
+	// pids hierarchy), Container the container it belongs to, if any.
+	Cgroup    string     `json:"cgroup,omitempty"`
+	Container *Container `json:"container,omitempty"`
+	// Lineage lists the ancestors, parent first, as far as known.
+	Lineage []Ancestor `json:"lineage,omitempty"`
+}
+
+// Container identifies the container a process runs in.
+type Container struct {
+	Runtime string `json:"runtime"` // docker | containerd | podman | crio
+	ID      string `json:"id"`
+	Name    string `json:"name,omitempty"`
+	Image   string `json:"image,omitempty"`
+}
+
+// Ancestor is one process up a lineage.
+type Ancestor struct {
+	PID  int      `json:"pid"`
+	Comm string   `json:"comm,omitempty"`
+	Exe  string   `json:"exe,omitempty"`
+	Args []string `json:"args,omitempty"`
+	UID  int      `json:"uid"`
+	// Exited: the ancestor is gone; kept briefly so its children keep
+	// their lineage.
+	Exited bool `json:"exited,omitempty"`
 }
 
 // N returns how many occurrences the event stands for (at least 1).
