@@ -166,7 +166,7 @@ func TestRunLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	stateDir := filepath.Join(dir, "state")
 	n := listenNotify(t)
-	cmd := exec.Command(bin, "run", "--state-dir", stateDir, "--config", filepath.Join(dir, "absent.cue"))
+	cmd := exec.Command(bin, "run", "--state-dir", stateDir, "--config", filepath.Join(dir, "absent.cue"), "--mode", "observe")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+n.path, "WATCHDOG_USEC=300000")
 	agentp := startAgent(t, cmd)
 
@@ -183,6 +183,7 @@ func TestRunLifecycle(t *testing.T) {
 		Config  struct {
 			Source string `json:"source"`
 		} `json:"config"`
+		Mode     string `json:"mode"`
 		Learning struct {
 			Active bool `json:"active"`
 		} `json:"learning"`
@@ -191,7 +192,7 @@ func TestRunLifecycle(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status json: %v: %s", err, out)
 	}
-	if !st.Running || st.State != "running" || st.Config.Source != "embedded-default" || !st.Learning.Active || len(st.Sensors) == 0 {
+	if !st.Running || st.State != "running" || st.Config.Source != "embedded-default" || !st.Learning.Active || len(st.Sensors) == 0 || st.Mode != "observe" {
 		t.Errorf("status: %+v", st)
 	}
 	if out, code := cli(t, bin, "status", "--state-dir", stateDir); code != 0 || !strings.Contains(out, "running (pid") {

@@ -21,7 +21,7 @@ import (
 )
 
 func runCmd() *command {
-	var logLevel string
+	var logLevel, mode, learning string
 	return &command{
 		name: "run", summary: "run the agent (foreground; systemd Type=notify)", usage: "[--state-dir DIR] [--config FILE] [--log-level LEVEL]",
 		long: `Runs the agent in the foreground until SIGTERM or SIGINT. Works with no
@@ -45,6 +45,8 @@ Without root it runs degraded: sensors it cannot read are reported off in
 capability.`,
 		flags: func(fs *pflag.FlagSet) {
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+			fs.StringVar(&mode, "mode", "", "override the policy's mode for this run: observe or enforce (testing, first days on a host)")
+			fs.StringVar(&learning, "learning-period", "", "override the policy's learning period for this run, e.g. 0s or 24h")
 		},
 		run: func(ctx context.Context, e *env, fs *pflag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -55,6 +57,10 @@ capability.`,
 				return usageErr("--log-level: %v", err)
 			}
 			log := slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: lvl}))
+			override, err := policyOverride(mode, learning)
+			if err != nil {
+				return err
+			}
 			boot, err := loadBootstrap(e.g.config)
 			if err != nil {
 				return checkErr(err)
@@ -83,7 +89,7 @@ capability.`,
 			if boot.Repository.URL != "" {
 				workers = append(workers, func(ctx context.Context) error {
 					return runSync(ctx, boot, stateDir, log, func(ctx context.Context, p *schema.Policy, rev, signer string) error {
-						return a.Apply(ctx, p, agent.ConfigStatus{Source: "repository", Revision: rev, Signer: signer})
+						return a.Apply(ctx, override(p), agent.ConfigStatus{Source: "repository", Revision: rev, Signer: signer})
 					}, kick)
 				})
 			}
@@ -101,7 +107,11 @@ capability.`,
 					case kick <- struct{}{}:
 					default:
 					}
-					return loadPolicy(boot, stateDir)
+					p, cs, err := loadPolicy(boot, stateDir)
+					if err != nil {
+						return nil, cs, err
+					}
+					return override(p), cs, nil
 				},
 			})
 			if err != nil {
@@ -110,6 +120,36 @@ capability.`,
 			return a.Run(ctx)
 		},
 	}
+}
+
+// policyOverride returns what --mode and --learning-period change in every
+// policy the agent applies (so a config from the repository does not undo
+// them during the run).
+func policyOverride(mode, learning string) (func(*schema.Policy) *schema.Policy, error) {
+	var period *schema.Duration
+	switch mode {
+	case "", "observe", "enforce":
+	default:
+		return nil, usageErr("--mode must be observe or enforce, got %q", mode)
+	}
+	if learning != "" {
+		d, err := time.ParseDuration(learning)
+		if err != nil || d < 0 {
+			return nil, usageErr("--learning-period: %q is not a duration like 0s or 24h", learning)
+		}
+		v := schema.Duration(d)
+		period = &v
+	}
+	return func(p *schema.Policy) *schema.Policy {
+		c := *p
+		if mode != "" {
+			c.Mode = mode
+		}
+		if period != nil {
+			c.Learning.Period = *period
+		}
+		return &c
+	}, nil
 }
 
 // loadBootstrap reads the bootstrap file, or returns the defaults when it
