@@ -20,7 +20,29 @@ type Policy struct {
 	Detectors   Detectors   `json:"detectors"`
 	Actions     Actions     `json:"actions"`
 	Sensors     Sensors     `json:"sensors"`
+	Processes   Processes   `json:"processes"`
 	Whitelist   Whitelist   `json:"whitelist"`
+}
+
+// Processes are the name lists of the process invariants.
+type Processes struct {
+	WebServers         []string `json:"web_servers"`
+	Shells             []string `json:"shells"`
+	SuspiciousChildren []string `json:"suspicious_children"`
+	DBServers          []string `json:"db_servers"`
+	DBAllowedChildren  []string `json:"db_allowed_children"`
+	TempDirs           []string `json:"temp_dirs"`
+}
+
+// ProcessInvariants weighs the process invariant rules.
+type ProcessInvariants struct {
+	Enabled            bool    `json:"enabled"`
+	WebShellWeight     float64 `json:"web_shell_weight"`
+	WebChildWeight     float64 `json:"web_child_weight"`
+	DBChildWeight      float64 `json:"db_child_weight"`
+	ReverseShellWeight float64 `json:"reverse_shell_weight"`
+	ExecTmpWeight      float64 `json:"exec_tmp_weight"`
+	ExecDeletedWeight  float64 `json:"exec_deleted_weight"`
 }
 
 // Learning is the read-only period at the start of the agent's life.
@@ -57,6 +79,7 @@ type Detectors struct {
 	PasswordSpray      PasswordSpray      `json:"password_spray"`
 	LoginAfterFailures LoginAfterFailures `json:"login_after_failures"`
 	WebScan            WebScan            `json:"web_scan"`
+	ProcessInvariants  ProcessInvariants  `json:"process_invariants"`
 	// MaxTrackedSources caps per-source state in every detector; the least
 	// recently seen source is evicted first.
 	MaxTrackedSources int `json:"max_tracked_sources"`

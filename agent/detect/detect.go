@@ -66,6 +66,9 @@ func New(p *schema.Policy, wl *whitelist.Matcher) *Set {
 		s.web = newWebDetector(d.WebScan, capacity)
 		s.detectors = append(s.detectors, s.web)
 	}
+	if d.ProcessInvariants.Enabled {
+		s.detectors = append(s.detectors, newProcessDetector(p))
+	}
 	return s
 }
 

@@ -1,0 +1,288 @@
+package detect
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/picket-agent/picket/agent/event"
+	"github.com/picket-agent/picket/agent/signal"
+	"github.com/picket-agent/picket/schema"
+)
+
+// Process invariant rule ids.
+const (
+	RuleWebShell      = "process.web_shell"
+	RuleWebChild      = "process.web_suspicious_child"
+	RuleDBChild       = "process.db_child"
+	RuleReverseShell  = "process.reverse_shell"
+	RuleDecodeExec    = "process.decode_exec"
+	RuleExecTmp       = "process.exec_tmp"
+	RuleExecDeleted   = "process.exec_deleted"
+	maxLineageInText  = 8
+	maxCmdlineInText  = 160
+	maxArgsForPattern = 4096
+)
+
+// names matches a process against a list of names with wildcards, on its
+// comm and on its executable's base name: a binary renamed or symlinked as
+// "httpd" still matches "httpd".
+type names []string
+
+func (n names) match(comm, exe string) bool {
+	base := path.Base(exe)
+	for _, pat := range n {
+		if globMatch(pat, comm) || (exe != "" && globMatch(pat, base)) {
+			return true
+		}
+	}
+	return false
+}
+
+func globMatch(pat, s string) bool {
+	if s == "" {
+		return false
+	}
+	if !strings.ContainsAny(pat, "*?[") {
+		return pat == s
+	}
+	ok, err := path.Match(pat, s)
+	return err == nil && ok
+}
+
+// processDetector checks every exec against the invariants. It keeps no
+// state: the lineage comes with the event (the process table fills it).
+type processDetector struct {
+	cfg  schema.ProcessInvariants
+	web  names
+	sh   names
+	sus  names
+	db   names
+	dbOK names
+	tmp  []string
+}
+
+func newProcessDetector(p *schema.Policy) *processDetector {
+	l := p.Processes
+	return &processDetector{cfg: p.Detectors.ProcessInvariants, web: l.WebServers, sh: l.Shells, sus: l.SuspiciousChildren,
+		db: l.DBServers, dbOK: l.DBAllowedChildren, tmp: l.TempDirs}
+}
+
+func (d *processDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
+	if ev.Kind != event.ProcExec || ev.Proc == nil {
+		return
+	}
+	p := ev.Proc
+	cmd := cmdline(p.Args)
+	// Web server ancestry: the nearest web-server ancestor below which this
+	// process runs (a web server's own workers are web servers too).
+	if !d.web.match(p.Comm, p.Exe) {
+		if i := d.ancestorIndex(p, d.web); i >= 0 {
+			// The worker right above the chain is the correlation key; the
+			// text starts at the top of the run of web servers (nginx →
+			// php-fpm master → php-fpm worker).
+			root := p.Lineage[i]
+			top := i
+			for top+1 < len(p.Lineage) && d.web.match(p.Lineage[top+1].Comm, p.Lineage[top+1].Exe) {
+				top++
+			}
+			ent := []signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(root.PID)}}
+			switch {
+			case d.sh.match(p.Comm, p.Exe):
+				d.emit(ev, emit, RuleWebShell, signal.Execution, d.cfg.WebShellWeight, ent,
+					fmt.Sprintf("web server %s spawned a shell: %s", serverName(root), lineage(p, top)))
+			case d.sus.match(p.Comm, p.Exe):
+				d.emit(ev, emit, RuleWebChild, signal.Execution, d.cfg.WebChildWeight, ent,
+					fmt.Sprintf("web server %s spawned %s: %s", serverName(root), p.Comm, lineage(p, top)))
+			}
+		}
+	}
+	// Database servers run their own binaries only.
+	if len(p.Lineage) > 0 && !d.db.match(p.Comm, p.Exe) && !d.dbOK.match(p.Comm, p.Exe) {
+		parent := p.Lineage[0]
+		if d.db.match(parent.Comm, parent.Exe) && parent.Exe != p.Exe {
+			d.emit(ev, emit, RuleDBChild, signal.Execution, d.cfg.DBChildWeight,
+				[]signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(parent.PID)}},
+				fmt.Sprintf("database server %s spawned %s: %s", serverName(parent), p.Comm, lineage(p, 0)))
+		}
+	}
+	tree := processEntities(p)
+	if what := reverseShell(cmd); what != "" {
+		d.emit(ev, emit, RuleReverseShell, signal.Execution, d.cfg.ReverseShellWeight, tree,
+			fmt.Sprintf("reverse shell (%s) by uid %d: %s", what, p.UID, lineage(p, min(len(p.Lineage), maxLineageInText)-1)))
+	} else if decodeExec(cmd) {
+		d.emit(ev, emit, RuleDecodeExec, signal.Execution, d.cfg.ReverseShellWeight, tree,
+			fmt.Sprintf("decode-and-run pipeline by uid %d: %s", p.UID, lineage(p, min(len(p.Lineage), maxLineageInText)-1)))
+	}
+	if p.Deleted {
+		d.emit(ev, emit, RuleExecDeleted, signal.Execution, d.cfg.ExecDeletedWeight, tree,
+			fmt.Sprintf("running a deleted binary %s: %s", p.Exe, lineage(p, min(len(p.Lineage), 3)-1)))
+	} else if dir := d.tempDir(p.Exe); dir != "" {
+		d.emit(ev, emit, RuleExecTmp, signal.Execution, d.cfg.ExecTmpWeight, tree,
+			fmt.Sprintf("execution from %s: %s: %s", dir, p.Exe, lineage(p, min(len(p.Lineage), 3)-1)))
+	}
+}
+
+func (d *processDetector) tempDir(exe string) string {
+	for _, t := range d.tmp {
+		if strings.HasPrefix(exe, t) {
+			return t
+		}
+	}
+	return ""
+}
+
+// ancestorIndex returns the index in the lineage of the nearest ancestor
+// matching n, or -1.
+func (d *processDetector) ancestorIndex(p *event.Process, n names) int {
+	for i, a := range p.Lineage {
+		if n.match(a.Comm, a.Exe) {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *processDetector) emit(ev *event.Event, emit func(signal.Signal), rule string, stage signal.Stage, w float64, ents []signal.Entity, reason string) {
+	evidence := *ev
+	evidence.Line = "exec " + cmdline(ev.Proc.Args)
+	if p := ev.Proc; p.User != "" {
+		ents = append(ents, signal.Entity{Kind: signal.User, Value: p.User})
+	}
+	if c := ev.Proc.Container; c != nil {
+		ents = append(ents, signal.Entity{Kind: signal.Container, Value: c.ID})
+	}
+	emit(signal.Signal{Time: ev.Time, Rule: rule, Stage: stage, Weight: w, Entities: ents, Reason: reason,
+		Evidence: []event.Event{evidence}})
+}
+
+// processEntities are the correlation keys of a process outside a web
+// server: itself and its parent, so a chain of suspicious children forms
+// one incident.
+func processEntities(p *event.Process) []signal.Entity {
+	ents := []signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(p.PID)}}
+	if p.PPID > 1 {
+		ents = append(ents, signal.Entity{Kind: signal.Process, Value: strconv.Itoa(p.PPID)})
+	}
+	return ents
+}
+
+func ancestorName(a event.Ancestor) string {
+	name := a.Comm
+	if name == "" {
+		name = path.Base(a.Exe)
+	}
+	return fmt.Sprintf("%s(%d)", name, a.PID)
+}
+
+// serverName names a matched server, with its executable when the process
+// name differs from it (a renamed or symlinked binary).
+func serverName(a event.Ancestor) string {
+	base := path.Base(a.Exe)
+	if a.Exe == "" || a.Comm == "" || strings.HasPrefix(base, a.Comm) {
+		return ancestorName(a)
+	}
+	return fmt.Sprintf("%s(%d, %s)", a.Comm, a.PID, a.Exe)
+}
+
+// lineage spells the chain from ancestor upto (index in Lineage, -1 for
+// none) down to the process and its command line:
+// nginx(812) → php-fpm8.2(1201) → sh(4410) → curl(4411) 'curl -s http://…'.
+func lineage(p *event.Process, upto int) string {
+	var b strings.Builder
+	if upto >= len(p.Lineage) {
+		upto = len(p.Lineage) - 1
+	}
+	for i := upto; i >= 0; i-- {
+		b.WriteString(ancestorName(p.Lineage[i]))
+		b.WriteString(" → ")
+	}
+	name := p.Comm
+	if name == "" {
+		name = path.Base(p.Exe)
+	}
+	fmt.Fprintf(&b, "%s(%d)", name, p.PID)
+	if cmd := cmdline(p.Args); cmd != "" {
+		if len(cmd) > maxCmdlineInText {
+			cmd = cmd[:maxCmdlineInText] + "…"
+		}
+		fmt.Fprintf(&b, " %s", strconv.Quote(cmd))
+	}
+	return b.String()
+}
+
+func cmdline(args []string) string {
+	s := strings.Join(args, " ")
+	if len(s) > maxArgsForPattern {
+		s = s[:maxArgsForPattern]
+	}
+	return s
+}
+
+// reverseShell names the reverse-shell idiom in a command line, or "".
+func reverseShell(cmd string) string {
+	c := strings.ToLower(cmd)
+	switch {
+	case strings.Contains(c, "/dev/tcp/") || strings.Contains(c, "/dev/udp/"):
+		return "/dev/tcp redirection"
+	case hasFlagAfter(c, []string{"nc", "ncat", "netcat", "nc.traditional", "nc.openbsd"}, []string{"-e", "-c", "--exec", "--sh-exec"}):
+		return "netcat executing a shell"
+	case strings.Contains(c, "mkfifo") && (strings.Contains(c, "/tmp/") || strings.Contains(c, "/dev/shm/") || strings.Contains(c, "/var/tmp/")) &&
+		(strings.Contains(c, " nc ") || strings.Contains(c, "|nc ") || strings.Contains(c, "sh -i") || strings.Contains(c, "openssl")):
+		return "named pipe to a network tool"
+	case strings.Contains(c, "pty.spawn"):
+		return "python pty.spawn"
+	case (strings.Contains(c, "python") || strings.Contains(c, "perl") || strings.Contains(c, "ruby") || strings.Contains(c, "php")) &&
+		strings.Contains(c, "socket") && (strings.Contains(c, "connect") || strings.Contains(c, "tcpsocket") || strings.Contains(c, "fsockopen")) &&
+		(strings.Contains(c, "sh") || strings.Contains(c, "exec") || strings.Contains(c, "dup2")):
+		return "scripted socket shell"
+	case strings.Contains(c, "socat") && strings.Contains(c, "exec:"):
+		return "socat exec"
+	}
+	return ""
+}
+
+// hasFlagAfter reports whether one of tools appears as a word followed
+// later by one of flags.
+func hasFlagAfter(c string, tools, flags []string) bool {
+	fields := strings.FieldsFunc(c, func(r rune) bool { return r == ' ' || r == '|' || r == ';' || r == '&' || r == '\'' || r == '"' })
+	for i, f := range fields {
+		for _, t := range tools {
+			if path.Base(f) != t {
+				continue
+			}
+			for _, g := range fields[i+1:] {
+				for _, fl := range flags {
+					if g == fl {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+// decodeExec reports base64/xxd decoding piped into a shell or interpreter.
+func decodeExec(cmd string) bool {
+	c := strings.ToLower(cmd)
+	dec := strings.Contains(c, "base64 -d") || strings.Contains(c, "base64 --decode") || strings.Contains(c, "base64 -di") ||
+		strings.Contains(c, "xxd -r") || strings.Contains(c, "openssl enc -d") || strings.Contains(c, "openssl base64 -d")
+	if !dec {
+		return false
+	}
+	i := strings.LastIndex(c, "|")
+	if i < 0 {
+		return false
+	}
+	tail := strings.Fields(c[i+1:])
+	if len(tail) == 0 {
+		return false
+	}
+	switch path.Base(tail[0]) {
+	case "sh", "bash", "dash", "zsh", "ksh", "python", "python3", "perl", "php", "ruby", "busybox":
+		return true
+	}
+	return false
+}
