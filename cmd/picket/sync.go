@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/schema"
@@ -36,9 +37,20 @@ func lockRepo(stateDir string) (*os.File, error) {
 
 // runSync is the agent's sync worker.
 func runSync(ctx context.Context, boot *schema.Bootstrap, stateDir string, log *slog.Logger, apply syncer.ApplyFunc, kick <-chan struct{}) error {
-	lock, err := lockRepo(stateDir)
-	if err != nil {
-		return err
+	// A `picket sync --once` may hold the clone for a moment: wait for it
+	// rather than giving up on syncing for the agent's whole life.
+	var lock *os.File
+	for {
+		var err error
+		if lock, err = lockRepo(stateDir); err == nil {
+			break
+		}
+		log.Warn("waiting for the local clone", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
 	}
 	defer lock.Close()
 	st, err := state.Open(ctx, stateDir)
