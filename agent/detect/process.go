@@ -147,7 +147,9 @@ func (d *processDetector) ancestorIndex(p *event.Process, n names) int {
 func (d *processDetector) emit(ev *event.Event, emit func(signal.Signal), rule string, stage signal.Stage, w float64, ents []signal.Entity, reason string) {
 	evidence := *ev
 	evidence.Line = "exec " + cmdline(ev.Proc.Args)
-	if p := ev.Proc; p.User != "" {
+	// The user joins the incident with that user's logins, but root is
+	// everyone's: keyed on it, every root process would share one incident.
+	if p := ev.Proc; p.User != "" && p.UID != 0 {
 		ents = append(ents, signal.Entity{Kind: signal.User, Value: p.User})
 	}
 	if c := ev.Proc.Container; c != nil {
