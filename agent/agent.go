@@ -122,6 +122,7 @@ type runner struct {
 	policy   *schema.Policy
 	status   Status
 	learnAt  time.Time
+	sensors  []sensor.Sensor
 	pending  map[string]any // source -> position to commit
 	dirty    bool
 	counters Counters
@@ -148,6 +149,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	items := make(chan sensor.Item, 1024)
 	sensors, statuses := a.cfg.Sensors(ctx, pol, st)
 	r.status.Sensors = statuses
+	r.sensors = sensors
 	var wg sync.WaitGroup
 	for _, s := range sensors {
 		wg.Add(1)
@@ -446,8 +448,30 @@ func WriteBatch(ctx context.Context, tx *state.Tx, b pipeline.Batch) error {
 	return nil
 }
 
+// liveSensor is a sensor that can say how it is doing while it runs.
+type liveSensor interface {
+	Name() string
+	Live() (degraded bool, detail string)
+}
+
 func (r *runner) writeStatus(ctx context.Context, now time.Time) error {
 	r.status.Heartbeat = now
+	for _, s := range r.sensors {
+		ls, ok := s.(liveSensor)
+		if !ok {
+			continue
+		}
+		degraded, detail := ls.Live()
+		for i := range r.status.Sensors {
+			if r.status.Sensors[i].Name == ls.Name() {
+				r.status.Sensors[i].Detail = detail
+				r.status.Sensors[i].State = SensorOK
+				if degraded {
+					r.status.Sensors[i].State = SensorDegraded
+				}
+			}
+		}
+	}
 	r.status.Learning = LearningAt(r.learnAt, r.policy.Learning.Period.D(), now)
 	r.status.Mode = r.policy.Mode
 	c := r.counters

@@ -6,8 +6,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/picket-agent/picket/agent/container"
 	"github.com/picket-agent/picket/agent/journal"
+	"github.com/picket-agent/picket/agent/proc"
+	"github.com/picket-agent/picket/agent/proctable"
 	"github.com/picket-agent/picket/agent/sensor"
 	"github.com/picket-agent/picket/agent/tail"
 	"github.com/picket-agent/picket/schema"
@@ -84,7 +88,24 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 			}
 			st = append(st, SensorStatus{Name: "web", State: state, Detail: fmt.Sprintf("following %d access log(s)%s", len(readable), noteList(notes))})
 		}
-		for _, name := range []string{"process", "network", "files", "users", "persistence"} {
+		ps := p.Sensors.Process
+		if !ps.Enabled {
+			st = append(st, SensorStatus{Name: "process", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			opts := proctable.Options{KeepExitedAncestors: true}
+			if ps.DockerSocket != "" {
+				// The resolver asks the daemon in the background and never
+				// blocks an exec; a missing socket only costs a failed
+				// request per minute.
+				opts.Containers = container.Resolvers{container.NewResolver(container.ResolverOptions{
+					Runtime: container.Docker, Inspector: container.NewClient(ps.DockerSocket, time.Second)})}
+			}
+			src := &proc.Source{Mode: ps.Mode, ScanInterval: ps.ScanInterval.D(), Logger: slog}
+			ss = append(ss, &sensor.Process{Source: src, Table: proctable.New(opts)})
+			// The real mode is known once the source runs (see Live).
+			st = append(st, SensorStatus{Name: "process", State: SensorOK, Detail: "starting (mode " + ps.Mode + ")"})
+		}
+		for _, name := range []string{"network", "files", "users", "persistence"} {
 			st = append(st, SensorStatus{Name: name, State: SensorOff, Detail: "not built yet"})
 		}
 		return ss, st

@@ -142,8 +142,17 @@ type Actions struct {
 
 // Sensors selects and configures the sensors.
 type Sensors struct {
-	Auth AuthSensor `json:"auth"`
-	Web  WebSensor  `json:"web"`
+	Auth    AuthSensor    `json:"auth"`
+	Web     WebSensor     `json:"web"`
+	Process ProcessSensor `json:"process"`
+}
+
+// ProcessSensor configures process sensing.
+type ProcessSensor struct {
+	Enabled      bool     `json:"enabled"`
+	Mode         string   `json:"mode"` // auto | connector | scan
+	ScanInterval Duration `json:"scan_interval"`
+	DockerSocket string   `json:"docker_socket"`
 }
 
 // AuthSensor: Source "auto" picks journald when journalctl works and sshd

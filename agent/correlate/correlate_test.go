@@ -147,3 +147,17 @@ func TestLevelText(t *testing.T) {
 		t.Error("unknown level accepted")
 	}
 }
+
+// TestDistinctSubjectsKept: findings of one rule on the same entity about
+// different processes are all kept, not collapsed like re-reports.
+func TestDistinctSubjectsKept(t *testing.T) {
+	c := New(policy(t), nil, 1)
+	for i, subj := range []string{"pid:1", "pid:2", "pid:3"} {
+		s := sig("process.web_suspicious_child", signal.Execution, 60, time.Duration(i)*time.Second, signal.Entity{Kind: signal.Process, Value: "1201"})
+		s.Subject = subj
+		c.Add(s)
+	}
+	if n := len(c.Open()[0].Signals); n != 3 {
+		t.Fatalf("%d signals kept, want 3", n)
+	}
+}

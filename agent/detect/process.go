@@ -156,7 +156,7 @@ func (d *processDetector) emit(ev *event.Event, emit func(signal.Signal), rule s
 		ents = append(ents, signal.Entity{Kind: signal.Container, Value: c.ID})
 	}
 	emit(signal.Signal{Time: ev.Time, Rule: rule, Stage: stage, Weight: w, Entities: ents, Reason: reason,
-		Evidence: []event.Event{evidence}})
+		Evidence: []event.Event{evidence}, Subject: "pid:" + strconv.Itoa(ev.Proc.PID)})
 }
 
 // processEntities are the correlation keys of a process outside a web

@@ -99,6 +99,9 @@ func (r *Reader) Read(pid int) (event.Process, error) {
 	if err == nil {
 		if ss, e := parseStatus(buf[:n]); e == nil {
 			p.UID, p.GID = ss.uid, ss.gid
+			if r.users != nil {
+				p.User = r.users.Name(p.UID)
+			}
 			if p.PPID == 0 {
 				p.PPID = ss.ppid
 			}
@@ -108,9 +111,6 @@ func (r *Reader) Read(pid int) (event.Process, error) {
 		} else if parseErr == nil {
 			parseErr = e
 		}
-	}
-	if r.users != nil {
-		p.User = r.users.Name(p.UID)
 	}
 
 	if exeErr == nil {
@@ -156,10 +156,10 @@ func splitArgs(b []byte) []string {
 	if truncated {
 		b = b[:MaxArgBytes]
 	}
-	b = bytes.TrimSuffix(b, []byte{0})
 	if len(b) == 0 {
 		return nil
 	}
+	b = bytes.TrimSuffix(b, []byte{0})
 	s := string(b) // one allocation; the arguments are substrings of it
 	args := make([]string, 0, min(bytes.Count(b, []byte{0})+2, MaxArgs+1))
 	for {
@@ -302,11 +302,13 @@ func parseStatus(b []byte) (status, error) {
 	return s, nil
 }
 
-// parseCgroup picks the cgroup path: the v2 unified line ("0::/path") when
-// present, else the v1 name=systemd hierarchy, else the pids one; those are
-// the hierarchies container runtimes and systemd always place a process in.
+// parseCgroup picks the cgroup path: the v2 unified line ("0::/path"),
+// else the v1 name=systemd hierarchy, else the pids one; those are the
+// hierarchies systemd and container runtimes always place a process in. On
+// hybrid hosts a runtime may use only the v1 hierarchies and leave the
+// unified one at "/", so a more specific path wins over "/".
 func parseCgroup(b []byte) string {
-	var systemd, pids string
+	var v2, systemd, pids string
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -319,22 +321,29 @@ func parseCgroup(b []byte) string {
 			continue
 		}
 		ctrl, path, ok := bytes.Cut(rest, []byte{':'})
-		if !ok {
+		if !ok || len(path) == 0 {
 			continue
 		}
 		switch {
 		case string(id) == "0" && len(ctrl) == 0:
-			return string(path)
+			v2 = string(path)
 		case hasController(ctrl, "name=systemd"):
 			systemd = string(path)
 		case hasController(ctrl, "pids"):
 			pids = string(path)
 		}
 	}
-	if systemd != "" {
-		return systemd
+	for _, c := range [...]string{v2, systemd, pids} {
+		if c != "" && c != "/" {
+			return c
+		}
 	}
-	return pids
+	for _, c := range [...]string{v2, systemd, pids} {
+		if c != "" {
+			return c
+		}
+	}
+	return ""
 }
 
 func hasController(list []byte, name string) bool {

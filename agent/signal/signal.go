@@ -97,6 +97,11 @@ type Signal struct {
 	// Tool marks signals from optional third-party tools: they add confidence
 	// but never raise an incident above observe on their own.
 	Tool bool `json:"tool,omitempty"`
+	// Subject tells apart findings of one rule on the same entities (each
+	// process below a web worker); empty for a detector's re-reports of one
+	// ongoing pattern (a brute force's growing count), which replace each
+	// other.
+	Subject string `json:"subject,omitempty"`
 }
 
 // Key identifies the pattern of a signal (rule + entities) for
@@ -106,6 +111,9 @@ func (s *Signal) Key() string {
 	parts = append(parts, s.Rule)
 	for _, e := range s.Entities {
 		parts = append(parts, e.String())
+	}
+	if s.Subject != "" {
+		parts = append(parts, s.Subject)
 	}
 	return strings.Join(parts, "|")
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package proctable
+
+const raceEnabled = false

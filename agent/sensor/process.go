@@ -1,0 +1,68 @@
+package sensor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/picket-agent/picket/agent/event"
+	"github.com/picket-agent/picket/agent/proc"
+	"github.com/picket-agent/picket/agent/proctable"
+)
+
+// Process is the process sensor: the proc source's events (netlink proc
+// connector, or /proc scans) go through the process table, which fills in
+// each exec's lineage and container; execs are then sent on to the
+// detectors. Forks and exits only maintain the table.
+type Process struct {
+	Source *proc.Source
+	Table  *proctable.Table
+}
+
+// Name is the sensor's name (it has no offset: processes are live state).
+func (s *Process) Name() string { return "process" }
+
+// Run senses until ctx ends.
+func (s *Process) Run(ctx context.Context, out chan<- Item) error {
+	// The table is not safe for concurrent use; the source emits from its
+	// receive loop and, during rescans, from the scanner.
+	var mu sync.Mutex
+	return s.Source.Run(ctx, func(ev event.Event) {
+		mu.Lock()
+		known := false
+		if ev.Kind == event.ProcExec && ev.Proc != nil && ev.Detail == proc.DetailRescan {
+			// A rescan after lost events re-announces every process: only
+			// the ones the table did not know are news for the detectors.
+			if old, ok := s.Table.Get(ev.Proc.PID); ok && old.StartTime == ev.Proc.StartTime {
+				known = true
+			}
+		}
+		s.Table.Observe(&ev)
+		mu.Unlock()
+		if ev.Kind != event.ProcExec || known {
+			return
+		}
+		select {
+		case out <- Item{Event: &ev}:
+		case <-ctx.Done():
+		}
+	})
+}
+
+// Live reports the mode the source actually runs in and its losses, for
+// status (the choice between connector and scan is made at run time).
+func (s *Process) Live() (degraded bool, detail string) {
+	st := s.Source.Stats()
+	ts := s.Table.Stats()
+	switch st.Mode {
+	case "":
+		return false, "starting"
+	case proc.ModeScan:
+		degraded = true
+		detail = "/proc scan (no proc connector here: short-lived processes are missed)"
+	default:
+		detail = "netlink proc connector"
+	}
+	detail += fmt.Sprintf("; %d execs, %d lost events, %d rescans; %d processes tracked", st.Execs, st.Lost, st.Rescans, ts.Live+ts.Exited)
+	return degraded, detail
+}
