@@ -14,6 +14,16 @@ if [ ${#need[@]} -gt 0 ]; then
 		exit 1
 	fi
 	export DEBIAN_FRONTEND=noninteractive
+	# The tests start nginx, php-fpm and sshd themselves, inside namespaces
+	# and on their own ports; the packages' own services must not start on
+	# the machine. A policy-rc.d that says "no" does that for the install.
+	created_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		created_policy=1
+	fi
+	trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
 fi
