@@ -58,6 +58,32 @@ const (
 	ProcExit Kind = "process.exit"
 )
 
+// Network kinds, produced by the network sensor. Net is set.
+const (
+	NetListen   Kind = "net.listen"   // a socket started listening
+	NetUnlisten Kind = "net.unlisten" // a listener closed
+	NetConnect  Kind = "net.connect"  // an outbound connection (established, or conntrack NEW)
+)
+
+// Account kinds from the semantic diff of passwd/group/shadow/sudoers
+// (the auth log's account.* kinds are what tools logged; these are what
+// changed). Change is set.
+const (
+	AccountChanged Kind = "account.changed"
+)
+
+// Persistence and file kinds. Change is set.
+const (
+	PersistChanged Kind = "persistence.changed" // a startup location gained, lost or changed an entry
+	FileChanged    Kind = "file.changed"        // file integrity: created, modified, deleted, mode/owner
+)
+
+// Container kinds, from the Docker Engine API inventory. Change is set,
+// Proc.Container names the container.
+const (
+	ContainerChanged Kind = "container.changed"
+)
+
 // Web kinds, produced by the web access-log sensor.
 const (
 	WebRequest Kind = "web.request"
@@ -94,9 +120,43 @@ type Event struct {
 	UserAgent  string `json:"user_agent,omitempty"`
 	VHost      string `json:"vhost,omitempty"`
 
-	// Proc is the process an event is about (process kinds only); a
-	// pointer so log events do not carry its weight.
+	// Proc is the process an event is about (process kinds only, and the
+	// writing/connecting process of network and file events when known);
+	// a pointer so log events do not carry its weight.
 	Proc *Process `json:"proc,omitempty"`
+	// Net is the socket of a network event.
+	Net *Socket `json:"net,omitempty"`
+	// Change describes an account, persistence, file or container change.
+	Change *Change `json:"change,omitempty"`
+}
+
+// Socket is one endpoint pair seen by the network sensor.
+type Socket struct {
+	Proto  string     `json:"proto"` // tcp | tcp6 | udp | udp6
+	Local  netip.Addr `json:"local,omitzero"`
+	LPort  int        `json:"lport"`
+	Remote netip.Addr `json:"remote,omitzero"`
+	RPort  int        `json:"rport,omitempty"`
+	Inode  uint64     `json:"inode,omitempty"`
+	// NetNS identifies the network namespace (inode of /proc/<pid>/ns/net)
+	// when it is not the host's.
+	NetNS uint64 `json:"netns,omitempty"`
+}
+
+// Change is one semantic change the agent found on the host: what (a
+// stable kind such as "uid0_account", "sudoers_nopasswd", "cron_line",
+// "authorized_key", "systemd_unit", "file_modified", "webshell",
+// "privileged_container"), where (file path, account, container), and the
+// added or removed content as an operator would read it (the cron line,
+// the unit's ExecStart, the key fingerprint; never a password hash).
+type Change struct {
+	What   string            `json:"what"`
+	Op     string            `json:"op"` // added | removed | modified
+	Path   string            `json:"path,omitempty"`
+	Name   string            `json:"name,omitempty"` // account, group, unit, container name
+	Before string            `json:"before,omitempty"`
+	After  string            `json:"after,omitempty"`
+	Attrs  map[string]string `json:"attrs,omitempty"`
 }
 
 // Process is what the process sensor knows about one process at an exec,
