@@ -63,6 +63,20 @@ var migrations = []string{
 		payload TEXT NOT NULL,
 		created TEXT NOT NULL
 	);`,
+	// 4: file integrity: the last known state of every watched file.
+	`CREATE TABLE files (
+		path TEXT PRIMARY KEY,
+		size INTEGER NOT NULL,
+		mtime_ns INTEGER NOT NULL,
+		ctime_ns INTEGER NOT NULL,
+		inode INTEGER NOT NULL,
+		dev INTEGER NOT NULL,
+		mode INTEGER NOT NULL,
+		uid INTEGER NOT NULL,
+		gid INTEGER NOT NULL,
+		sha256 TEXT NOT NULL,
+		seen TEXT NOT NULL
+	);`,
 }
 
 // Version returns the schema version of the database (0 when empty).
