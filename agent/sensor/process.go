@@ -3,6 +3,7 @@ package sensor
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/picket-agent/picket/agent/event"
@@ -17,6 +18,10 @@ import (
 type Process struct {
 	Source *proc.Source
 	Table  *proctable.Table
+	// Self is the agent's pid (0: os.Getpid()): the agent and the
+	// processes it runs (journalctl, git) are never reported — it must not
+	// act on itself.
+	Self int
 }
 
 // Name is the sensor's name (it has no offset: processes are live state).
@@ -39,7 +44,7 @@ func (s *Process) Run(ctx context.Context, out chan<- Item) error {
 		}
 		s.Table.Observe(&ev)
 		mu.Unlock()
-		if ev.Kind != event.ProcExec || known {
+		if ev.Kind != event.ProcExec || known || s.own(ev.Proc) {
 			return
 		}
 		select {
@@ -47,6 +52,25 @@ func (s *Process) Run(ctx context.Context, out chan<- Item) error {
 		case <-ctx.Done():
 		}
 	})
+}
+
+func (s *Process) own(p *event.Process) bool {
+	if p == nil {
+		return false
+	}
+	self := s.Self
+	if self == 0 {
+		self = os.Getpid()
+	}
+	if p.PID == self || p.PPID == self {
+		return true
+	}
+	for _, a := range p.Lineage {
+		if a.PID == self {
+			return true
+		}
+	}
+	return false
 }
 
 // Live reports the mode the source actually runs in and its losses, for

@@ -85,3 +85,21 @@ func TestWebFile(t *testing.T) {
 		t.Errorf("fields: %+v / %+v", items[0].Event, items[1].Event)
 	}
 }
+
+func TestProcessSkipsTheAgent(t *testing.T) {
+	s := &Process{Self: 500}
+	for _, c := range []struct {
+		p    *event.Process
+		want bool
+	}{
+		{&event.Process{PID: 500}, true},
+		{&event.Process{PID: 501, PPID: 500}, true},
+		{&event.Process{PID: 502, PPID: 501, Lineage: []event.Ancestor{{PID: 501}, {PID: 500}, {PID: 1}}}, true},
+		{&event.Process{PID: 503, PPID: 1, Lineage: []event.Ancestor{{PID: 1}}}, false},
+		{nil, false},
+	} {
+		if got := s.own(c.p); got != c.want {
+			t.Errorf("own(%+v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+}
