@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/picket-agent/picket/agent/correlate"
+	"github.com/picket-agent/picket/agent/detect"
 	"github.com/picket-agent/picket/agent/pipeline"
 	"github.com/picket-agent/picket/agent/sensor"
 	"github.com/picket-agent/picket/audit"
@@ -59,6 +60,9 @@ type Config struct {
 	Policy PolicySource
 	// Reload receives a value for every SIGHUP.
 	Reload <-chan struct{}
+	// Detectors builds the detectors that come with sensors outside package
+	// detect (network, accounts, persistence, files) for a policy.
+	Detectors func(p *schema.Policy) []detect.Detector
 	// Sensors builds the sensors for a policy given saved positions; nil
 	// uses DefaultSensors.
 	Sensors func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus)
@@ -319,6 +323,7 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 		Clock:           time.Now,
 		Learning:        func(t time.Time) bool { return LearningAt(r.learnAt, r.policy.Learning.Period.D(), t).Active },
 		FirstIncidentID: maxID + 1,
+		Detectors:       r.a.cfg.Detectors,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

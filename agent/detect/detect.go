@@ -50,8 +50,9 @@ type Set struct {
 	web       *webDetector
 }
 
-// New builds the detectors the policy enables.
-func New(p *schema.Policy, wl *whitelist.Matcher) *Set {
+// New builds the detectors the policy enables, plus extra ones (detectors
+// that live with their sensors: network, accounts, persistence, files).
+func New(p *schema.Policy, wl *whitelist.Matcher, extra ...Detector) *Set {
 	s := &Set{wl: wl}
 	capacity := p.Detectors.MaxTrackedSources
 	if capacity <= 0 {
@@ -69,6 +70,7 @@ func New(p *schema.Policy, wl *whitelist.Matcher) *Set {
 	if d.ProcessInvariants.Enabled {
 		s.detectors = append(s.detectors, newProcessDetector(p))
 	}
+	s.detectors = append(s.detectors, extra...)
 	return s
 }
 

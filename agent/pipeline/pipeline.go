@@ -45,6 +45,9 @@ type Options struct {
 	Learning func(t time.Time) bool
 	// FirstIncidentID continues numbering after what state already holds.
 	FirstIncidentID int64
+	// Detectors builds the detectors that live outside package detect
+	// (with their sensors) for a policy; called again on every SetPolicy.
+	Detectors func(p *schema.Policy) []detect.Detector
 }
 
 // Pipeline is single-threaded: one goroutine owns it.
@@ -67,10 +70,18 @@ func New(p *schema.Policy, opt Options) (*Pipeline, error) {
 		return nil, err
 	}
 	pl := &Pipeline{opt: opt, policy: p, wl: wl, changed: map[int64]*correlate.Incident{}}
-	pl.det = detect.New(p, wl)
+	pl.det = pl.detectors(p, wl)
 	pl.corr = correlate.New(p, pl.trusted, opt.FirstIncidentID)
 	pl.resp = respond.New(p, wl)
 	return pl, nil
+}
+
+func (pl *Pipeline) detectors(p *schema.Policy, wl *whitelist.Matcher) *detect.Set {
+	var extra []detect.Detector
+	if pl.opt.Detectors != nil {
+		extra = pl.opt.Detectors(p)
+	}
+	return detect.New(p, wl, extra...)
 }
 
 func (pl *Pipeline) trusted(e signal.Entity) bool {
@@ -90,7 +101,7 @@ func (pl *Pipeline) SetPolicy(p *schema.Policy) error {
 		return err
 	}
 	pl.policy, pl.wl = p, wl
-	pl.det = detect.New(p, wl)
+	pl.det = pl.detectors(p, wl)
 	pl.corr.SetPolicy(p, pl.trusted)
 	pl.resp.SetPolicy(p, wl)
 	return nil
