@@ -109,6 +109,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Sensors == nil {
 		cfg.Sensors = DefaultSensors(cfg.Logger)
+		if cfg.Detectors == nil {
+			cfg.Detectors = DefaultDetectors
+		}
 	}
 	return &Agent{cfg: cfg, log: cfg.Logger.With(slog.String("subsystem", "agent")), applyCh: make(chan applyReq)}, nil
 }

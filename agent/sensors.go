@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/picket-agent/picket/agent/container"
+	"github.com/picket-agent/picket/agent/detect"
 	"github.com/picket-agent/picket/agent/journal"
+	"github.com/picket-agent/picket/agent/netsock"
 	"github.com/picket-agent/picket/agent/proc"
 	"github.com/picket-agent/picket/agent/proctable"
 	"github.com/picket-agent/picket/agent/sensor"
@@ -88,6 +90,7 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 			}
 			st = append(st, SensorStatus{Name: "web", State: state, Detail: fmt.Sprintf("following %d access log(s)%s", len(readable), noteList(notes))})
 		}
+		var procSensor *sensor.Process
 		ps := p.Sensors.Process
 		if !ps.Enabled {
 			st = append(st, SensorStatus{Name: "process", State: SensorOff, Detail: "disabled in config"})
@@ -101,11 +104,22 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 					Runtime: container.Docker, Inspector: container.NewClient(ps.DockerSocket, time.Second)})}
 			}
 			src := &proc.Source{Mode: ps.Mode, ScanInterval: ps.ScanInterval.D(), Logger: slog}
-			ss = append(ss, &sensor.Process{Source: src, Table: proctable.New(opts)})
+			procSensor = &sensor.Process{Source: src, Table: proctable.New(opts)}
+			ss = append(ss, procSensor)
 			// The real mode is known once the source runs (see Live).
 			st = append(st, SensorStatus{Name: "process", State: SensorOK, Detail: "starting (mode " + ps.Mode + ")"})
 		}
-		for _, name := range []string{"network", "files", "users", "persistence"} {
+		if ns := p.Sensors.Network; !ns.Enabled {
+			st = append(st, SensorStatus{Name: "network", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			o := netsock.Options{Interval: ns.Interval.D(), Logger: slog}
+			if procSensor != nil {
+				o.Enrich = procSensor.Enrich
+			}
+			ss = append(ss, netsock.New(o))
+			st = append(st, SensorStatus{Name: "network", State: SensorOK, Detail: "starting"})
+		}
+		for _, name := range []string{"files", "users", "persistence"} {
 			st = append(st, SensorStatus{Name: name, State: SensorOff, Detail: "not built yet"})
 		}
 		return ss, st
@@ -157,4 +171,20 @@ func noteList(n []string) string {
 		return ""
 	}
 	return " (" + strings.Join(n, "; ") + ")"
+}
+
+// DefaultDetectors builds the detectors that live with their sensors, for
+// a policy (called again on every config application).
+func DefaultDetectors(p *schema.Policy) []detect.Detector {
+	var out []detect.Detector
+	if n := p.Detectors.NetworkInvariants; n.Enabled {
+		o := netsock.DefaultDetectorOptions()
+		o.DBServers, o.WebServers = p.Processes.DBServers, p.Processes.WebServers
+		o.DBEgressWeight, o.NewListenerWeight, o.WebEgressWeight = n.DBEgressWeight, n.NewListenerWeight, n.WebEgressWeight
+		o.ListenerPorts, o.ListenerProcesses = n.ListenerPorts, n.ListenerProcesses
+		o.ToolWeight, o.Tools = n.ToolWeight, n.Tools
+		o.ScanWeight, o.ScanPorts, o.ScanHosts, o.ScanWindow = n.ScanWeight, n.ScanPorts, n.ScanHosts, n.ScanWindow.D()
+		out = append(out, netsock.NewDetector(o))
+	}
+	return out
 }

@@ -34,6 +34,22 @@ type Processes struct {
 	TempDirs           []string `json:"temp_dirs"`
 }
 
+// NetworkInvariants configures the network rules.
+type NetworkInvariants struct {
+	Enabled           bool     `json:"enabled"`
+	DBEgressWeight    float64  `json:"db_egress_weight"`
+	NewListenerWeight float64  `json:"new_listener_weight"`
+	ListenerPorts     []int    `json:"listener_ports"`
+	ListenerProcesses []string `json:"listener_processes"`
+	WebEgressWeight   float64  `json:"web_egress_weight"`
+	ToolWeight        float64  `json:"tool_weight"`
+	Tools             []string `json:"tools"`
+	ScanWeight        float64  `json:"scan_weight"`
+	ScanPorts         int      `json:"scan_ports"`
+	ScanHosts         int      `json:"scan_hosts"`
+	ScanWindow        Duration `json:"scan_window"`
+}
+
 // ProcessInvariants weighs the process invariant rules.
 type ProcessInvariants struct {
 	Enabled            bool    `json:"enabled"`
@@ -80,6 +96,7 @@ type Detectors struct {
 	LoginAfterFailures LoginAfterFailures `json:"login_after_failures"`
 	WebScan            WebScan            `json:"web_scan"`
 	ProcessInvariants  ProcessInvariants  `json:"process_invariants"`
+	NetworkInvariants  NetworkInvariants  `json:"network_invariants"`
 	// MaxTrackedSources caps per-source state in every detector; the least
 	// recently seen source is evicted first.
 	MaxTrackedSources int `json:"max_tracked_sources"`
@@ -145,6 +162,13 @@ type Sensors struct {
 	Auth    AuthSensor    `json:"auth"`
 	Web     WebSensor     `json:"web"`
 	Process ProcessSensor `json:"process"`
+	Network NetworkSensor `json:"network"`
+}
+
+// NetworkSensor configures socket polling.
+type NetworkSensor struct {
+	Enabled  bool     `json:"enabled"`
+	Interval Duration `json:"interval"`
 }
 
 // ProcessSensor configures process sensing.

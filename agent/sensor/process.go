@@ -18,6 +18,9 @@ import (
 type Process struct {
 	Source *proc.Source
 	Table  *proctable.Table
+	// mu guards Table: the source emits from its receive loop and its
+	// scanner, and other sensors enrich their events from the table.
+	mu sync.Mutex
 	// Self is the agent's pid (0: os.Getpid()): the agent and the
 	// processes it runs (journalctl, git) are never reported — it must not
 	// act on itself.
@@ -29,11 +32,8 @@ func (s *Process) Name() string { return "process" }
 
 // Run senses until ctx ends.
 func (s *Process) Run(ctx context.Context, out chan<- Item) error {
-	// The table is not safe for concurrent use; the source emits from its
-	// receive loop and, during rescans, from the scanner.
-	var mu sync.Mutex
 	return s.Source.Run(ctx, func(ev event.Event) {
-		mu.Lock()
+		s.mu.Lock()
 		known := false
 		if ev.Kind == event.ProcExec && ev.Proc != nil && ev.Detail == proc.DetailRescan {
 			// A rescan after lost events re-announces every process: only
@@ -43,7 +43,7 @@ func (s *Process) Run(ctx context.Context, out chan<- Item) error {
 			}
 		}
 		s.Table.Observe(&ev)
-		mu.Unlock()
+		s.mu.Unlock()
 		if ev.Kind != event.ProcExec || known || s.own(ev.Proc) {
 			return
 		}
@@ -52,6 +52,24 @@ func (s *Process) Run(ctx context.Context, out chan<- Item) error {
 		case <-ctx.Done():
 		}
 	})
+}
+
+// Enrich completes a process another sensor saw (the owner of a socket)
+// with its lineage and container from the table.
+func (s *Process) Enrich(p *event.Process) {
+	if p == nil || p.PID == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if known, ok := s.Table.Get(p.PID); ok && (p.StartTime == 0 || known.StartTime == p.StartTime) {
+		if p.Container == nil {
+			p.Container = known.Container
+		}
+	}
+	if p.Lineage == nil {
+		p.Lineage = s.Table.Lineage(p.PID)
+	}
 }
 
 func (s *Process) own(p *event.Process) bool {
