@@ -40,6 +40,10 @@ type expectation struct {
 	NoIncidents    bool             `json:"no_incidents"`
 	Timeout        string           `json:"timeout"`
 	Settle         string           `json:"settle"`
+	// LiveOnly: the expectation needs sensors beyond the process sensor
+	// (network, files, accounts), so only the live run can check it, not
+	// the no-root replay of observed execs through the detectors.
+	LiveOnly bool `json:"live_only"`
 }
 
 type incidentExpect struct {
