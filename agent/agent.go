@@ -65,7 +65,7 @@ type Config struct {
 	Detectors func(p *schema.Policy) []detect.Detector
 	// Sensors builds the sensors for a policy given saved positions; nil
 	// uses DefaultSensors.
-	Sensors func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus)
+	Sensors func(ctx context.Context, p *schema.Policy, st *state.Store) ([]sensor.Sensor, []SensorStatus)
 	// Workers run beside the main loop (the git sync) and are cancelled
 	// before the final commit at shutdown. An error from one is logged; it
 	// does not stop the agent.

@@ -74,7 +74,7 @@ func (h *harness) start() {
 		Policy: func(context.Context) (*schema.Policy, ConfigStatus, error) {
 			return h.policy, ConfigStatus{Source: "test"}, nil
 		},
-		Sensors: func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus) {
+		Sensors: func(ctx context.Context, p *schema.Policy, pos *state.Store) ([]sensor.Sensor, []SensorStatus) {
 			s := &sensor.AuthFile{Path: h.authLog, Poll: 10 * time.Millisecond}
 			var start tail.Position
 			if ok, _ := pos.Offset(ctx, s.Name(), &start); ok {

@@ -10,23 +10,27 @@ import (
 
 	"github.com/picket-agent/picket/agent/container"
 	"github.com/picket-agent/picket/agent/detect"
+	"github.com/picket-agent/picket/agent/fim"
 	"github.com/picket-agent/picket/agent/journal"
 	"github.com/picket-agent/picket/agent/netsock"
 	"github.com/picket-agent/picket/agent/proc"
 	"github.com/picket-agent/picket/agent/proctable"
 	"github.com/picket-agent/picket/agent/sensor"
 	"github.com/picket-agent/picket/agent/tail"
+	"github.com/picket-agent/picket/agent/webshell"
 	"github.com/picket-agent/picket/schema"
+	"github.com/picket-agent/picket/state"
 )
 
 // DefaultSensors builds the auth and web sensors the policy asks for,
 // choosing journald or files for auth, and reports each one's state.
 // Missing files are followed anyway (they may appear), but reported
 // degraded; an unreadable file (no root) is reported off.
-func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus) {
-	return func(ctx context.Context, p *schema.Policy, pos Positions) ([]sensor.Sensor, []SensorStatus) {
+func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy, st *state.Store) ([]sensor.Sensor, []SensorStatus) {
+	return func(ctx context.Context, p *schema.Policy, pos *state.Store) ([]sensor.Sensor, []SensorStatus) {
 		var ss []sensor.Sensor
 		var st []SensorStatus
+		store := pos
 		slog := log
 		a := p.Sensors.Auth
 		switch {
@@ -119,7 +123,18 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 			ss = append(ss, netsock.New(o))
 			st = append(st, SensorStatus{Name: "network", State: SensorOK, Detail: "starting"})
 		}
-		for _, name := range []string{"files", "users", "persistence"} {
+		if fs := p.Sensors.Files; !fs.Enabled {
+			st = append(st, SensorStatus{Name: "files", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			o := fim.DefaultOptions()
+			if len(fs.Roots) > 0 {
+				o.Roots = fs.Roots
+			}
+			o.WebRoots, o.RateMBps, o.Interval, o.Logger = fs.WebRoots, fs.RateMBps, fs.Rescan.D(), slog
+			ss = append(ss, fim.New(store, o))
+			st = append(st, SensorStatus{Name: "files", State: SensorOK, Detail: "starting"})
+		}
+		for _, name := range []string{"users", "persistence"} {
 			st = append(st, SensorStatus{Name: name, State: SensorOff, Detail: "not built yet"})
 		}
 		return ss, st
@@ -185,6 +200,11 @@ func DefaultDetectors(p *schema.Policy) []detect.Detector {
 		o.ToolWeight, o.Tools = n.ToolWeight, n.Tools
 		o.ScanWeight, o.ScanPorts, o.ScanHosts, o.ScanWindow = n.ScanWeight, n.ScanPorts, n.ScanHosts, n.ScanWindow.D()
 		out = append(out, netsock.NewDetector(o))
+	}
+	if fs := p.Sensors.Files; fs.Enabled {
+		c := webshell.Config{WebRoots: fs.WebRoots, WebUsers: fs.WebUsers, Watched: webshell.DefaultWatched(),
+			WebshellWeight: 70, ChangedWeight: 10}
+		out = append(out, webshell.NewDetector(c))
 	}
 	return out
 }

