@@ -94,7 +94,7 @@ func readSysctl(p string) string {
 }
 
 // Name is the sensor's name.
-func (s *Scanner) Name() string { return "fim" }
+func (s *Scanner) Name() string { return "files" }
 
 // Run is the sensor: a full scan (the baseline on first run), then inotify
 // checks, full rescans every Interval, and rescans of the directories
