@@ -8,11 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/picket-agent/picket/agent/accounts"
 	"github.com/picket-agent/picket/agent/container"
 	"github.com/picket-agent/picket/agent/detect"
 	"github.com/picket-agent/picket/agent/fim"
 	"github.com/picket-agent/picket/agent/journal"
 	"github.com/picket-agent/picket/agent/netsock"
+	"github.com/picket-agent/picket/agent/persist"
 	"github.com/picket-agent/picket/agent/proc"
 	"github.com/picket-agent/picket/agent/proctable"
 	"github.com/picket-agent/picket/agent/sensor"
@@ -134,8 +136,22 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 			ss = append(ss, fim.New(store, o))
 			st = append(st, SensorStatus{Name: "files", State: SensorOK, Detail: "starting"})
 		}
-		for _, name := range []string{"users", "persistence"} {
-			st = append(st, SensorStatus{Name: name, State: SensorOff, Detail: "not built yet"})
+		baselines := &baselineStore{st: store}
+		if us := p.Sensors.Users; !us.Enabled {
+			st = append(st, SensorStatus{Name: "users", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			o := accounts.DefaultOptions()
+			o.PrivilegedGroups = us.PrivilegedGroups
+			ss = append(ss, &accounts.Sensor{Options: o, Logger: slog, Store: baselines})
+			st = append(st, SensorStatus{Name: "users", State: SensorOK, Detail: "starting"})
+		}
+		if ps := p.Sensors.Persist; !ps.Enabled {
+			st = append(st, SensorStatus{Name: "persistence", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			o := persist.DefaultOptions()
+			o.SetuidInterval = ps.SetuidInterval.D()
+			ss = append(ss, &persist.Sensor{Options: o, Logger: slog, Store: baselines})
+			st = append(st, SensorStatus{Name: "persistence", State: SensorOK, Detail: "starting"})
 		}
 		return ss, st
 	}
@@ -201,10 +217,32 @@ func DefaultDetectors(p *schema.Policy) []detect.Detector {
 		o.ScanWeight, o.ScanPorts, o.ScanHosts, o.ScanWindow = n.ScanWeight, n.ScanPorts, n.ScanHosts, n.ScanWindow.D()
 		out = append(out, netsock.NewDetector(o))
 	}
+	if p.Sensors.Users.Enabled {
+		out = append(out, accounts.NewDetector(accounts.DefaultDetectorOptions()))
+	}
+	if p.Sensors.Persist.Enabled {
+		out = append(out, persist.NewDetector(persist.DefaultDetectorOptions()))
+	}
 	if fs := p.Sensors.Files; fs.Enabled {
 		c := webshell.Config{WebRoots: fs.WebRoots, WebUsers: fs.WebUsers, Watched: webshell.DefaultWatched(),
 			WebshellWeight: 70, ChangedWeight: 10}
 		out = append(out, webshell.NewDetector(c))
 	}
 	return out
+}
+
+// baselineStore keeps the users and persistence sensors' baselines in
+// state, so changes made while the agent was down are reported at start.
+type baselineStore struct{ st *state.Store }
+
+func (b *baselineStore) LoadBaseline(ctx context.Context, name string) ([]byte, error) {
+	raw, ok, err := b.st.Meta(ctx, "baseline_snapshot:"+name)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return []byte(raw), nil
+}
+
+func (b *baselineStore) SaveBaseline(ctx context.Context, name string, data []byte) error {
+	return b.st.Update(ctx, func(tx *state.Tx) error { return tx.SetMeta(ctx, "baseline_snapshot:"+name, string(data)) })
 }

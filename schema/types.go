@@ -164,6 +164,20 @@ type Sensors struct {
 	Process ProcessSensor `json:"process"`
 	Network NetworkSensor `json:"network"`
 	Files   FilesSensor   `json:"files"`
+	Users   UsersSensor   `json:"users"`
+	Persist PersistSensor `json:"persistence"`
+}
+
+// UsersSensor configures the accounts and sudoers watch.
+type UsersSensor struct {
+	Enabled          bool     `json:"enabled"`
+	PrivilegedGroups []string `json:"privileged_groups"`
+}
+
+// PersistSensor configures the persistence inventory.
+type PersistSensor struct {
+	Enabled        bool     `json:"enabled"`
+	SetuidInterval Duration `json:"setuid_interval"`
 }
 
 // FilesSensor configures file integrity monitoring.
