@@ -29,6 +29,12 @@ import (
 // Missing files are followed anyway (they may appear), but reported
 // degraded; an unreadable file (no root) is reported off.
 func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy, st *state.Store) ([]sensor.Sensor, []SensorStatus) {
+	return DefaultSensorsAt(log, "/")
+}
+
+// DefaultSensorsAt is DefaultSensors with the host's files (accounts,
+// persistence) under root instead of "/".
+func DefaultSensorsAt(log *slog.Logger, root string) func(ctx context.Context, p *schema.Policy, st *state.Store) ([]sensor.Sensor, []SensorStatus) {
 	return func(ctx context.Context, p *schema.Policy, pos *state.Store) ([]sensor.Sensor, []SensorStatus) {
 		var ss []sensor.Sensor
 		var st []SensorStatus
@@ -141,7 +147,7 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 			st = append(st, SensorStatus{Name: "users", State: SensorOff, Detail: "disabled in config"})
 		} else {
 			o := accounts.DefaultOptions()
-			o.PrivilegedGroups = us.PrivilegedGroups
+			o.PrivilegedGroups, o.Root = us.PrivilegedGroups, root
 			ss = append(ss, &accounts.Sensor{Options: o, Logger: slog, Store: baselines})
 			st = append(st, SensorStatus{Name: "users", State: SensorOK, Detail: "starting"})
 		}
@@ -149,7 +155,7 @@ func DefaultSensors(log *slog.Logger) func(ctx context.Context, p *schema.Policy
 			st = append(st, SensorStatus{Name: "persistence", State: SensorOff, Detail: "disabled in config"})
 		} else {
 			o := persist.DefaultOptions()
-			o.SetuidInterval = ps.SetuidInterval.D()
+			o.SetuidInterval, o.Root = ps.SetuidInterval.D(), root
 			ss = append(ss, &persist.Sensor{Options: o, Logger: slog, Store: baselines})
 			st = append(st, SensorStatus{Name: "persistence", State: SensorOK, Detail: "starting"})
 		}

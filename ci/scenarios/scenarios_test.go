@@ -215,8 +215,10 @@ func runScenario(t *testing.T, sc scenario) {
 		t.Fatal(err)
 	}
 	stateDir := filepath.Join(t.TempDir(), "state")
+	hostRoot := filepath.Join(tmp, "hostroot")
+	makeHostRoot(t, hostRoot)
 
-	agent := startAgent(t, sc.bin, stateDir)
+	agent := startAgent(t, sc.bin, stateDir, hostRoot)
 	// A scenario is meaningless without the sensors it exercises (a benign
 	// control "passes" trivially with the process sensor off).
 	var sensorErrs []string
@@ -329,11 +331,42 @@ func (a *agentProc) alive() bool {
 	}
 }
 
-func startAgent(t *testing.T, bin, stateDir string) *agentProc {
+// makeHostRoot writes the private copy of the host's account and startup
+// files that the agent's users and persistence sensors watch (--host-root):
+// scenarios edit it as an attacker would edit /etc, and the real /etc is
+// never touched. The files are synthetic (no password hash is copied).
+func makeHostRoot(t *testing.T, root string) {
+	t.Helper()
+	files := map[string]string{
+		"etc/passwd":  "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"etc/group":   "root:x:0:\ndaemon:x:1:\nadm:x:4:\nsudo:x:27:alice\nwww-data:x:33:\nalice:x:1000:\nnogroup:x:65534:\n",
+		"etc/shadow":  "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n",
+		"etc/sudoers": "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
+		"etc/crontab": "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
+		"root/.ssh/authorized_keys": "",
+		"home/alice/.profile":       "# ~/.profile\n",
+	}
+	for _, d := range []string{"etc/sudoers.d", "etc/cron.d", "etc/cron.hourly", "etc/systemd/system", "etc/profile.d", "var/spool/cron/crontabs"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, content := range files {
+		path := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func startAgent(t *testing.T, bin, stateDir, hostRoot string) *agentProc {
 	t.Helper()
 	a := &agentProc{exited: make(chan struct{})}
 	a.cmd = exec.Command(bin, "run", "--state-dir", stateDir, "--config", filepath.Join(filepath.Dir(stateDir), "absent.cue"),
-		"--mode", "observe", "--learning-period", "0s")
+		"--mode", "observe", "--learning-period", "0s", "--host-root", hostRoot)
 	a.cmd.Stdout, a.cmd.Stderr = a, a
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -501,7 +534,7 @@ func scriptEnv(tmp string, sc scenario) []string {
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "PICKET_SCENARIO_TMP", "SCENARIO_NS_PREFIX", "PICKET_REPO_ROOT", "PICKET_BIN", "TMPDIR":
+		case "PICKET_SCENARIO_TMP", "SCENARIO_NS_PREFIX", "PICKET_REPO_ROOT", "PICKET_BIN", "TMPDIR", "PICKET_HOST_ROOT":
 			continue
 		}
 		env = append(env, kv)
@@ -513,7 +546,7 @@ func scriptEnv(tmp string, sc scenario) []string {
 		}
 	}
 	return append(env, "PATH="+path, "PICKET_SCENARIO_TMP="+tmp, "SCENARIO_NS_PREFIX="+sc.prefix,
-		"PICKET_REPO_ROOT="+sc.root, "PICKET_BIN="+sc.bin, "TMPDIR="+tmp)
+		"PICKET_REPO_ROOT="+sc.root, "PICKET_BIN="+sc.bin, "TMPDIR="+tmp, "PICKET_HOST_ROOT="+filepath.Join(tmp, "hostroot"))
 }
 
 // sweepNamespaces deletes network namespaces with the scenario's prefix

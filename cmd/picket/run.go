@@ -21,7 +21,7 @@ import (
 )
 
 func runCmd() *command {
-	var logLevel, mode, learning string
+	var logLevel, mode, learning, hostRoot string
 	return &command{
 		name: "run", summary: "run the agent (foreground; systemd Type=notify)", usage: "[--state-dir DIR] [--config FILE] [--log-level LEVEL]",
 		long: `Runs the agent in the foreground until SIGTERM or SIGINT. Works with no
@@ -47,6 +47,7 @@ capability.`,
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 			fs.StringVar(&mode, "mode", "", "override the policy's mode for this run: observe or enforce (testing, first days on a host)")
 			fs.StringVar(&learning, "learning-period", "", "override the policy's learning period for this run, e.g. 0s or 24h")
+			fs.StringVar(&hostRoot, "host-root", "/", "where the host's files are for the users and persistence sensors (the agent in a container with / mounted at /host; tests)")
 		},
 		run: func(ctx context.Context, e *env, fs *pflag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -94,13 +95,15 @@ capability.`,
 				})
 			}
 			a, err = agent.New(agent.Config{
-				Version:  version,
-				Hostname: boot.Hostname,
-				StateDir: stateDir,
-				Logger:   log,
-				Notifier: sdNotifier{},
-				Reload:   reload,
-				Workers:  workers,
+				Sensors:   agent.DefaultSensorsAt(log, hostRoot),
+				Detectors: agent.DefaultDetectors,
+				Version:   version,
+				Hostname:  boot.Hostname,
+				StateDir:  stateDir,
+				Logger:    log,
+				Notifier:  sdNotifier{},
+				Reload:    reload,
+				Workers:   workers,
 				Policy: func(ctx context.Context) (*schema.Policy, agent.ConfigStatus, error) {
 					// SIGHUP also asks the sync for a cycle now.
 					select {
