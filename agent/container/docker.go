@@ -19,8 +19,9 @@ import (
 // or $XDG_RUNTIME_DIR/podman/podman.sock for rootless podman.
 const DefaultDockerSocket = "/var/run/docker.sock"
 
-// ErrNotFound is returned by Inspect when the daemon does not know the
-// container (it already went away, or it belongs to another runtime).
+// ErrNotFound is returned by Inspect and Details when the daemon does not
+// know the container (it already went away, or it belongs to another
+// runtime).
 var ErrNotFound = errors.New("container not found")
 
 // maxBody bounds what is read from the daemon: an inspect document is a few
@@ -28,9 +29,11 @@ var ErrNotFound = errors.New("container not found")
 // bound.
 const maxBody = 4 << 20
 
-// Client is a minimal Docker Engine API client over the daemon's unix
-// socket: only what attribution needs (the API version, and a container's
-// name and image). Create it with NewClient; it is safe for concurrent use.
+// Client is a minimal, read-only Docker Engine API client over the daemon's
+// unix socket: what attribution needs (the API version, and a container's
+// name and image) and what the inventory needs (the running containers and
+// their security-relevant configuration). It only ever sends GET requests.
+// Create it with NewClient; it is safe for concurrent use.
 //
 // It uses net/http with a dialer that ignores the URL's host and always
 // connects to Socket, rather than the Docker SDK, whose dependency tree is
@@ -107,15 +110,9 @@ func (c *Client) Inspect(ctx context.Context, id string) (name, image string, er
 	if id == "" || strings.ContainsAny(id, "/?#%") {
 		return "", "", fmt.Errorf("docker: invalid container id %q", id)
 	}
-	c.mu.Lock()
-	ver := c.ver
-	c.mu.Unlock()
-	if ver == "" {
-		v, err := c.Version(ctx)
-		if err != nil {
-			return "", "", err
-		}
-		ver = v.APIVersion
+	ver, err := c.apiVersion(ctx)
+	if err != nil {
+		return "", "", err
 	}
 	var doc struct {
 		Name   string `json:"Name"`
@@ -131,6 +128,22 @@ func (c *Client) Inspect(ctx context.Context, id string) (name, image string, er
 		image = doc.Config.Image
 	}
 	return name, image, nil
+}
+
+// apiVersion returns the API version to put in paths, asking the daemon
+// the first time only.
+func (c *Client) apiVersion(ctx context.Context) (string, error) {
+	c.mu.Lock()
+	ver := c.ver
+	c.mu.Unlock()
+	if ver != "" {
+		return ver, nil
+	}
+	v, err := c.Version(ctx)
+	if err != nil {
+		return "", err
+	}
+	return v.APIVersion, nil
 }
 
 // get performs GET path and decodes a JSON body into out.
@@ -180,4 +193,152 @@ func (c *Client) Close() {
 	if c.http != nil {
 		c.http.CloseIdleConnections()
 	}
+}
+
+// Mount is one mount of a container, as the daemon reports it in both the
+// list and the inspect documents.
+type Mount struct {
+	// Type is "bind" (a host path), "volume", "tmpfs", "npipe",
+	// "cluster" or "image".
+	Type string `json:"Type"`
+	// Name is the volume's name (volumes only).
+	Name string `json:"Name,omitempty"`
+	// Source is the host path of a bind mount, and the daemon's own
+	// directory for a volume (/var/lib/docker/volumes/<name>/_data).
+	Source      string `json:"Source"`
+	Destination string `json:"Destination"`
+	Mode        string `json:"Mode,omitempty"`
+	RW          bool   `json:"RW"`
+	Propagation string `json:"Propagation,omitempty"`
+}
+
+// Summary is one entry of GET /containers/json: what the daemon tells about
+// every running container in one request. It lacks the privileged flag,
+// capabilities and PID mode, which only Details has.
+type Summary struct {
+	ID      string            `json:"Id"`
+	Names   []string          `json:"Names"` // "/web-1", plus "/other/alias" for legacy links
+	Image   string            `json:"Image"` // as the user named it, or the image id when untagged
+	ImageID string            `json:"ImageID"`
+	Command string            `json:"Command"`
+	Created int64             `json:"Created"` // unix seconds
+	State   string            `json:"State"`   // running, paused, restarting, ...
+	Status  string            `json:"Status"`  // "Up 2 hours"
+	Labels  map[string]string `json:"Labels"`
+	// HostConfig carries only NetworkMode in the list document.
+	HostConfig struct {
+		NetworkMode string `json:"NetworkMode"`
+	} `json:"HostConfig"`
+	Mounts []Mount `json:"Mounts"`
+}
+
+// Name returns the container's own name without the leading "/": the
+// first of Names with a single path element (the others are link aliases,
+// "/other/alias").
+func (s *Summary) Name() string {
+	for _, n := range s.Names {
+		n = strings.TrimPrefix(n, "/")
+		if n != "" && !strings.Contains(n, "/") {
+			return n
+		}
+	}
+	return ""
+}
+
+// List returns the running containers (GET /containers/json, as `docker
+// ps` without -a): stopped containers run nothing and have no namespace to
+// escape from, and a stop followed by a start shows as a new container,
+// which is what an operator wants to hear about.
+func (c *Client) List(ctx context.Context) ([]Summary, error) {
+	ver, err := c.apiVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Summary
+	if err := c.get(ctx, "/v"+ver+"/containers/json", &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Details is the security-relevant part of GET /containers/{id}/json.
+type Details struct {
+	ID      string
+	Name    string // without the leading "/"
+	Image   string // Config.Image: as the user named it ("nginx:1.27")
+	ImageID string // the image's digest ("sha256:…")
+	Created time.Time
+	Running bool
+	Pid     int // the container's init process on the host, 0 when not running
+
+	Privileged  bool
+	CapAdd      []string // as the daemon stores them: "CAP_SYS_ADMIN" (20.10+) or "SYS_ADMIN"
+	CapDrop     []string
+	NetworkMode string // "host", "bridge", "none", "container:<id>", a network name
+	PidMode     string // "host", "container:<id>" or ""
+	IpcMode     string
+	UTSMode     string
+	UsernsMode  string
+	SecurityOpt []string // "seccomp=unconfined", "apparmor=unconfined", ...
+	Mounts      []Mount
+}
+
+// inspectDoc is the wire shape of the fields Details keeps.
+type inspectDoc struct {
+	ID      string `json:"Id"`
+	Name    string `json:"Name"`
+	Image   string `json:"Image"`
+	Created string `json:"Created"` // parsed leniently: a bad date must not lose the rest
+	State   *struct {
+		Running bool `json:"Running"`
+		Pid     int  `json:"Pid"`
+	} `json:"State"`
+	Config *struct {
+		Image string `json:"Image"`
+	} `json:"Config"`
+	HostConfig *struct {
+		Privileged  bool     `json:"Privileged"`
+		CapAdd      []string `json:"CapAdd"`
+		CapDrop     []string `json:"CapDrop"`
+		NetworkMode string   `json:"NetworkMode"`
+		PidMode     string   `json:"PidMode"`
+		IpcMode     string   `json:"IpcMode"`
+		UTSMode     string   `json:"UTSMode"`
+		UsernsMode  string   `json:"UsernsMode"`
+		SecurityOpt []string `json:"SecurityOpt"`
+	} `json:"HostConfig"`
+	Mounts []Mount `json:"Mounts"`
+}
+
+// Details inspects one container (GET /containers/{id}/json). ErrNotFound
+// when the daemon does not know id (it was removed since it was listed).
+func (c *Client) Details(ctx context.Context, id string) (Details, error) {
+	if id == "" || strings.ContainsAny(id, "/?#%") {
+		return Details{}, fmt.Errorf("docker: invalid container id %q", id)
+	}
+	ver, err := c.apiVersion(ctx)
+	if err != nil {
+		return Details{}, err
+	}
+	var doc inspectDoc
+	if err := c.get(ctx, "/v"+ver+"/containers/"+url.PathEscape(id)+"/json", &doc); err != nil {
+		return Details{}, err
+	}
+	d := Details{ID: doc.ID, Name: strings.TrimPrefix(doc.Name, "/"), ImageID: doc.Image, Mounts: doc.Mounts}
+	d.Created, _ = time.Parse(time.RFC3339Nano, doc.Created)
+	if d.ID == "" {
+		d.ID = id
+	}
+	if doc.State != nil {
+		d.Running, d.Pid = doc.State.Running, doc.State.Pid
+	}
+	if doc.Config != nil {
+		d.Image = doc.Config.Image
+	}
+	if h := doc.HostConfig; h != nil {
+		d.Privileged, d.CapAdd, d.CapDrop = h.Privileged, h.CapAdd, h.CapDrop
+		d.NetworkMode, d.PidMode, d.IpcMode, d.UTSMode, d.UsernsMode = h.NetworkMode, h.PidMode, h.IpcMode, h.UTSMode, h.UsernsMode
+		d.SecurityOpt = h.SecurityOpt
+	}
+	return d, nil
 }
