@@ -216,6 +216,12 @@ func (d *Detector) listener(ev *event.Event, emit func(signal.Signal)) {
 	if d.lports[s.LPort] || (p != nil && d.lproc.match(p.Comm, p.Exe)) {
 		return
 	}
+	// A listener bound to loopback is not reachable from outside its
+	// network namespace: local tooling (a dev server, a metrics endpoint)
+	// does it all day, and it is no way back in.
+	if s.Local.IsValid() && s.Local.Unmap().IsLoopback() {
+		return
+	}
 	var ents []signal.Entity
 	who := "an unknown process"
 	if p != nil {

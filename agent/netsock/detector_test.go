@@ -224,3 +224,19 @@ func TestScanBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestLoopbackListenerIsNotNew(t *testing.T) {
+	d := NewDetector(DefaultDetectorOptions())
+	for _, addr := range []string{"127.0.0.1", "::1", "::ffff:127.0.0.1"} {
+		ev := &event.Event{Kind: event.NetListen, Net: &event.Socket{Proto: TCP, Local: netip.MustParseAddr(addr), LPort: 8000},
+			Proc: &event.Process{PID: 10, Comm: "python3", Exe: "/usr/bin/python3.11"}}
+		d.Observe(ev, func(s signal.Signal) { t.Errorf("%s: %s", addr, s.Reason) })
+	}
+	fired := false
+	ev := &event.Event{Kind: event.NetListen, Net: &event.Socket{Proto: TCP, Local: netip.MustParseAddr("0.0.0.0"), LPort: 8000},
+		Proc: &event.Process{PID: 10, Comm: "python3", Exe: "/usr/bin/python3.11"}}
+	d.Observe(ev, func(signal.Signal) { fired = true })
+	if !fired {
+		t.Error("a listener on all addresses was not reported")
+	}
+}
