@@ -10,6 +10,7 @@ import (
 
 	"github.com/picket-agent/picket/agent/accounts"
 	"github.com/picket-agent/picket/agent/container"
+	"github.com/picket-agent/picket/agent/container/inventory"
 	"github.com/picket-agent/picket/agent/detect"
 	"github.com/picket-agent/picket/agent/fim"
 	"github.com/picket-agent/picket/agent/journal"
@@ -142,6 +143,12 @@ func DefaultSensorsAt(log *slog.Logger, root string) func(ctx context.Context, p
 			ss = append(ss, fim.New(store, o))
 			st = append(st, SensorStatus{Name: "files", State: SensorOK, Detail: "starting"})
 		}
+		if cs := p.Sensors.Containers; !cs.Enabled || p.Sensors.Process.DockerSocket == "" {
+			st = append(st, SensorStatus{Name: "containers", State: SensorOff, Detail: "disabled in config"})
+		} else {
+			ss = append(ss, inventory.New(inventory.Options{Socket: p.Sensors.Process.DockerSocket, Interval: cs.Interval.D(), Logger: slog}))
+			st = append(st, SensorStatus{Name: "containers", State: SensorOK, Detail: "starting"})
+		}
 		baselines := &baselineStore{st: store}
 		if us := p.Sensors.Users; !us.Enabled {
 			st = append(st, SensorStatus{Name: "users", State: SensorOff, Detail: "disabled in config"})
@@ -225,6 +232,9 @@ func DefaultDetectors(p *schema.Policy) []detect.Detector {
 	}
 	if p.Sensors.Users.Enabled {
 		out = append(out, accounts.NewDetector(accounts.DefaultDetectorOptions()))
+	}
+	if p.Sensors.Containers.Enabled {
+		out = append(out, inventory.NewDetector(inventory.DefaultDetectorOptions()))
 	}
 	if p.Sensors.Persist.Enabled {
 		out = append(out, persist.NewDetector(persist.DefaultDetectorOptions()))

@@ -159,13 +159,20 @@ type Actions struct {
 
 // Sensors selects and configures the sensors.
 type Sensors struct {
-	Auth    AuthSensor    `json:"auth"`
-	Web     WebSensor     `json:"web"`
-	Process ProcessSensor `json:"process"`
-	Network NetworkSensor `json:"network"`
-	Files   FilesSensor   `json:"files"`
-	Users   UsersSensor   `json:"users"`
-	Persist PersistSensor `json:"persistence"`
+	Auth       AuthSensor       `json:"auth"`
+	Web        WebSensor        `json:"web"`
+	Process    ProcessSensor    `json:"process"`
+	Network    NetworkSensor    `json:"network"`
+	Files      FilesSensor      `json:"files"`
+	Users      UsersSensor      `json:"users"`
+	Persist    PersistSensor    `json:"persistence"`
+	Containers ContainersSensor `json:"containers"`
+}
+
+// ContainersSensor configures the container inventory.
+type ContainersSensor struct {
+	Enabled  bool     `json:"enabled"`
+	Interval Duration `json:"interval"`
 }
 
 // UsersSensor configures the accounts and sudoers watch.

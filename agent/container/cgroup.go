@@ -9,6 +9,13 @@
 // Attribution works from the cgroup path alone because that is what every
 // runtime writes and what the kernel reports for any pid, whether or not a
 // daemon is reachable; the API only adds names.
+//
+// The same read-only Client also lists the running containers and inspects
+// their security-relevant configuration (List, Details) for the container
+// inventory, agent/container/inventory, which reports containers that come,
+// change and go, and flags privileged ones, host mounts and host
+// namespaces. That sensor lives in a package of its own because it
+// implements sensor.Sensor, and agent/sensor depends on this package.
 package container
 
 import "strings"
