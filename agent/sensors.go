@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -140,6 +141,7 @@ func DefaultSensorsAt(log *slog.Logger, root string) func(ctx context.Context, p
 				o.Roots = fs.Roots
 			}
 			o.WebRoots, o.RateMBps, o.Interval, o.Logger = fs.WebRoots, fs.RateMBps, fs.Rescan.D(), slog
+			o.Roots, o.WebRoots = under(root, o.Roots), under(root, o.WebRoots)
 			ss = append(ss, fim.New(store, o))
 			st = append(st, SensorStatus{Name: "files", State: SensorOK, Detail: "starting"})
 		}
@@ -219,7 +221,28 @@ func noteList(n []string) string {
 
 // DefaultDetectors builds the detectors that live with their sensors, for
 // a policy (called again on every config application).
-func DefaultDetectors(p *schema.Policy) []detect.Detector {
+func DefaultDetectors(p *schema.Policy) []detect.Detector { return DefaultDetectorsAt("/")(p) }
+
+// under places absolute paths under root (the host's files seen from a
+// container, or a test's private copy); "/" leaves them as they are.
+func under(root string, paths []string) []string {
+	if root == "" || root == "/" {
+		return paths
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		out[i] = filepath.Join(root, p)
+	}
+	return out
+}
+
+// DefaultDetectorsAt is DefaultDetectors for sensors reading the host's
+// files under root (paths in events carry the root).
+func DefaultDetectorsAt(root string) func(p *schema.Policy) []detect.Detector {
+	return func(p *schema.Policy) []detect.Detector { return defaultDetectors(p, root) }
+}
+
+func defaultDetectors(p *schema.Policy, root string) []detect.Detector {
 	var out []detect.Detector
 	if n := p.Detectors.NetworkInvariants; n.Enabled {
 		o := netsock.DefaultDetectorOptions()
@@ -240,7 +263,7 @@ func DefaultDetectors(p *schema.Policy) []detect.Detector {
 		out = append(out, persist.NewDetector(persist.DefaultDetectorOptions()))
 	}
 	if fs := p.Sensors.Files; fs.Enabled {
-		c := webshell.Config{WebRoots: fs.WebRoots, WebUsers: fs.WebUsers, Watched: webshell.DefaultWatched(),
+		c := webshell.Config{WebRoots: under(root, fs.WebRoots), WebUsers: fs.WebUsers, Watched: under(root, webshell.DefaultWatched()),
 			WebshellWeight: 70, ChangedWeight: 10}
 		out = append(out, webshell.NewDetector(c))
 	}

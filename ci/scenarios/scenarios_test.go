@@ -338,13 +338,16 @@ func (a *agentProc) alive() bool {
 func makeHostRoot(t *testing.T, root string) {
 	t.Helper()
 	files := map[string]string{
-		"etc/passwd":                "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-		"etc/group":                 "root:x:0:\ndaemon:x:1:\nadm:x:4:\nsudo:x:27:alice\nwww-data:x:33:\nalice:x:1000:\nnogroup:x:65534:\n",
-		"etc/shadow":                "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n",
-		"etc/sudoers":               "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
-		"etc/crontab":               "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
-		"root/.ssh/authorized_keys": "",
-		"home/alice/.profile":       "# ~/.profile\n",
+		"etc/passwd":                   "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"etc/group":                    "root:x:0:\ndaemon:x:1:\nadm:x:4:\nsudo:x:27:alice\nwww-data:x:33:\nalice:x:1000:\nnogroup:x:65534:\n",
+		"etc/shadow":                   "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\nwww-data:*:19000:0:99999:7:::\nalice:!:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n",
+		"etc/sudoers":                  "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n",
+		"etc/crontab":                  "SHELL=/bin/sh\n17 * * * * root cd / && run-parts --report /etc/cron.hourly\n",
+		"root/.ssh/authorized_keys":    "",
+		"home/alice/.profile":          "# ~/.profile\n",
+		"var/www/html/index.php":       "<?php echo 'hello'; ?>\n",
+		"usr/lib/libdemo/libdemo.so.1": "ELF-ish placeholder v1\n",
+		"var/log/app/app.log":          "started\n",
 	}
 	for _, d := range []string{"etc/sudoers.d", "etc/cron.d", "etc/cron.hourly", "etc/systemd/system", "etc/profile.d", "var/spool/cron/crontabs"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
@@ -359,6 +362,11 @@ func makeHostRoot(t *testing.T, root string) {
 		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The web root belongs to the web server's user, as on a real host
+	// where the application can write its uploads.
+	if err := os.Chown(filepath.Join(root, "var/www/html"), 33, 33); err != nil {
+		t.Fatal(err)
 	}
 }
 

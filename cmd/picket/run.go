@@ -47,7 +47,7 @@ capability.`,
 			fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 			fs.StringVar(&mode, "mode", "", "override the policy's mode for this run: observe or enforce (testing, first days on a host)")
 			fs.StringVar(&learning, "learning-period", "", "override the policy's learning period for this run, e.g. 0s or 24h")
-			fs.StringVar(&hostRoot, "host-root", "/", "where the host's files are for the users and persistence sensors (the agent in a container with / mounted at /host; tests)")
+			fs.StringVar(&hostRoot, "host-root", "/", "where the host's files are for the users, persistence and file integrity sensors (the agent in a container with / mounted at /host; tests)")
 		},
 		run: func(ctx context.Context, e *env, fs *pflag.FlagSet, args []string) error {
 			if len(args) > 0 {
@@ -96,7 +96,7 @@ capability.`,
 			}
 			a, err = agent.New(agent.Config{
 				Sensors:   agent.DefaultSensorsAt(log, hostRoot),
-				Detectors: agent.DefaultDetectors,
+				Detectors: agent.DefaultDetectorsAt(hostRoot),
 				Version:   version,
 				Hostname:  boot.Hostname,
 				StateDir:  stateDir,
