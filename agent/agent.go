@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/picket-agent/picket/agent/correlate"
 	"github.com/picket-agent/picket/agent/detect"
+	"github.com/picket-agent/picket/agent/fim"
 	"github.com/picket-agent/picket/agent/pipeline"
 	"github.com/picket-agent/picket/agent/sensor"
 	"github.com/picket-agent/picket/audit"
@@ -70,6 +72,9 @@ type Config struct {
 	// before the final commit at shutdown. An error from one is logged; it
 	// does not stop the agent.
 	Workers []func(ctx context.Context) error
+	// Progress, when set (a terminal), receives a progress bar of the
+	// file integrity's initial scan.
+	Progress io.Writer
 	// FlushEvery bounds how long processed events wait for their commit.
 	FlushEvery time.Duration
 	// Heartbeat is how often status is rewritten.
@@ -181,6 +186,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	defer func() { stopWorkers(); workers.Wait() }()
+	if a.cfg.Progress != nil {
+		workers.Add(1)
+		go func() { defer workers.Done(); showProgress(wctx, a.cfg.Progress, sensors) }()
+	}
 
 	if err := r.writeStatus(ctx, time.Now()); err != nil {
 		stopSensors()
@@ -454,6 +463,47 @@ func WriteBatch(ctx context.Context, tx *state.Tx, b pipeline.Batch) error {
 		}
 	}
 	return nil
+}
+
+// progressSensor is a sensor with a long first pass (file integrity).
+type progressSensor interface{ Progress() fim.Progress }
+
+// showProgress redraws the initial scan's progress bar on a terminal until
+// the scan is done.
+func showProgress(ctx context.Context, w io.Writer, sensors []sensor.Sensor) {
+	var ps []progressSensor
+	for _, s := range sensors {
+		if p, ok := s.(progressSensor); ok {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	started := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range ps {
+			p := s.Progress()
+			switch {
+			case p.Running:
+				started = true
+				fim.ProgressBar(w, p)
+			case p.Done && started:
+				fim.ProgressBar(w, p)
+				fmt.Fprintln(w)
+				return
+			case p.Done:
+				return
+			}
+		}
+	}
 }
 
 // liveSensor is a sensor that can say how it is doing while it runs.

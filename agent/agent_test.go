@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/picket-agent/picket/agent/correlate"
+	"github.com/picket-agent/picket/agent/fim"
 	"github.com/picket-agent/picket/agent/sensor"
 	"github.com/picket-agent/picket/agent/tail"
 	"github.com/picket-agent/picket/audit"
@@ -255,4 +256,50 @@ func TestReloadAppliesAndRejects(t *testing.T) {
 	h.waitFor("config.rejected", func() bool { return countKind(audit.KindConfigRejected) == 1 })
 	h.policy = good
 	h.stop()
+}
+
+// fakeScan is a sensor whose first pass runs for a few polls.
+type fakeScan struct {
+	mu    sync.Mutex
+	calls int
+}
+
+func (f *fakeScan) Name() string                                        { return "files" }
+func (f *fakeScan) Run(ctx context.Context, _ chan<- sensor.Item) error { <-ctx.Done(); return nil }
+func (f *fakeScan) Progress() fim.Progress {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls < 4 {
+		return fim.Progress{Running: true, Files: int64(f.calls * 100), TotalFiles: 400, Bytes: int64(f.calls) << 20, TotalBytes: 4 << 20}
+	}
+	return fim.Progress{Done: true, Files: 400, Bytes: 4 << 20}
+}
+
+func TestProgressBarOnTerminal(t *testing.T) {
+	var buf syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	showProgress(ctx, &buf, []sensor.Sensor{&fakeScan{}})
+	out := buf.String()
+	if strings.Count(out, "\r") < 3 || !strings.HasSuffix(out, "\n") || !strings.Contains(out, "files") {
+		t.Fatalf("progress output %q", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

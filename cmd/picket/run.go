@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -97,6 +98,7 @@ capability.`,
 			a, err = agent.New(agent.Config{
 				Sensors:   agent.DefaultSensorsAt(log, hostRoot),
 				Detectors: agent.DefaultDetectorsAt(hostRoot),
+				Progress:  terminal(e.stderr),
 				Version:   version,
 				Hostname:  boot.Hostname,
 				StateDir:  stateDir,
@@ -123,6 +125,20 @@ capability.`,
 			return a.Run(ctx)
 		},
 	}
+}
+
+// terminal returns w when it is a terminal (the initial scan's progress
+// bar is for people watching, not for the journal), else nil.
+func terminal(w io.Writer) io.Writer {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return nil
+	}
+	return w
 }
 
 // policyOverride returns what --mode and --learning-period change in every
