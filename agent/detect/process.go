@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/picket-agent/picket/agent/procname"
+
 	"github.com/picket-agent/picket/agent/event"
 	"github.com/picket-agent/picket/agent/signal"
 	"github.com/picket-agent/picket/schema"
@@ -25,31 +27,8 @@ const (
 	maxArgsForPattern = 4096
 )
 
-// names matches a process against a list of names with wildcards, on its
-// comm and on its executable's base name: a binary renamed or symlinked as
-// "httpd" still matches "httpd".
-type names []string
-
-func (n names) match(comm, exe string) bool {
-	base := path.Base(exe)
-	for _, pat := range n {
-		if globMatch(pat, comm) || (exe != "" && globMatch(pat, base)) {
-			return true
-		}
-	}
-	return false
-}
-
-func globMatch(pat, s string) bool {
-	if s == "" {
-		return false
-	}
-	if !strings.ContainsAny(pat, "*?[") {
-		return pat == s
-	}
-	ok, err := path.Match(pat, s)
-	return err == nil && ok
-}
+// names is the shared process-name matcher.
+type names = procname.Names
 
 // processDetector checks every exec against the invariants. It keeps no
 // state: the lineage comes with the event (the process table fills it).
@@ -77,31 +56,31 @@ func (d *processDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
 	cmd := cmdline(p.Args)
 	// Web server ancestry: the nearest web-server ancestor below which this
 	// process runs (a web server's own workers are web servers too).
-	if !d.web.match(p.Comm, p.Exe) {
+	if !d.web.Match(p.Comm, p.Exe) {
 		if i := d.ancestorIndex(p, d.web); i >= 0 {
 			// The worker right above the chain is the correlation key; the
 			// text starts at the top of the run of web servers (nginx →
 			// php-fpm master → php-fpm worker).
 			root := p.Lineage[i]
 			top := i
-			for top+1 < len(p.Lineage) && d.web.match(p.Lineage[top+1].Comm, p.Lineage[top+1].Exe) {
+			for top+1 < len(p.Lineage) && d.web.Match(p.Lineage[top+1].Comm, p.Lineage[top+1].Exe) {
 				top++
 			}
 			ent := []signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(root.PID)}}
 			switch {
-			case d.sh.match(p.Comm, p.Exe):
+			case d.sh.Match(p.Comm, p.Exe):
 				d.emit(ev, emit, RuleWebShell, signal.Execution, d.cfg.WebShellWeight, ent,
 					fmt.Sprintf("web server %s spawned a shell: %s", serverName(root), lineage(p, top)))
-			case d.sus.match(p.Comm, p.Exe):
+			case d.sus.Match(p.Comm, p.Exe):
 				d.emit(ev, emit, RuleWebChild, signal.Execution, d.cfg.WebChildWeight, ent,
 					fmt.Sprintf("web server %s spawned %s: %s", serverName(root), p.Comm, lineage(p, top)))
 			}
 		}
 	}
 	// Database servers run their own binaries only.
-	if len(p.Lineage) > 0 && !d.db.match(p.Comm, p.Exe) && !d.dbOK.match(p.Comm, p.Exe) {
+	if len(p.Lineage) > 0 && !d.db.Match(p.Comm, p.Exe) && !d.dbOK.Match(p.Comm, p.Exe) {
 		parent := p.Lineage[0]
-		if d.db.match(parent.Comm, parent.Exe) && parent.Exe != p.Exe {
+		if d.db.Match(parent.Comm, parent.Exe) && parent.Exe != p.Exe {
 			d.emit(ev, emit, RuleDBChild, signal.Execution, d.cfg.DBChildWeight,
 				[]signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(parent.PID)}},
 				fmt.Sprintf("database server %s spawned %s: %s", serverName(parent), p.Comm, lineage(p, 0)))
@@ -137,7 +116,7 @@ func (d *processDetector) tempDir(exe string) string {
 // matching n, or -1.
 func (d *processDetector) ancestorIndex(p *event.Process, n names) int {
 	for i, a := range p.Lineage {
-		if n.match(a.Comm, a.Exe) {
+		if n.Match(a.Comm, a.Exe) {
 			return i
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/picket-agent/picket/agent/procname"
+
 	"github.com/picket-agent/picket/agent/event"
 	"github.com/picket-agent/picket/agent/signal"
 )
@@ -182,7 +184,7 @@ func (d *Detector) Observe(ev *event.Event, emit func(signal.Signal)) {
 
 func (d *Detector) tool(ev *event.Event, emit func(signal.Signal)) {
 	p := ev.Proc
-	if d.o.ToolWeight <= 0 || p == nil || !d.tools.match(p.Comm, p.Exe) {
+	if d.o.ToolWeight <= 0 || p == nil || !d.tools.Match(p.Comm, p.Exe) {
 		return
 	}
 	ents := []signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(p.PID)}}
@@ -213,7 +215,7 @@ func (d *Detector) listener(ev *event.Event, emit func(signal.Signal)) {
 	if udp && d.o.ListenerUDPMaxPort > 0 && s.LPort > d.o.ListenerUDPMaxPort {
 		return
 	}
-	if d.lports[s.LPort] || (p != nil && d.lproc.match(p.Comm, p.Exe)) {
+	if d.lports[s.LPort] || (p != nil && d.lproc.Match(p.Comm, p.Exe)) {
 		return
 	}
 	// A listener bound to loopback is not reachable from outside its
@@ -272,11 +274,11 @@ func (d *Detector) egress(ev *event.Event, emit func(signal.Signal)) {
 // matchSelfOrAncestor names the process when it matches n, or "ancestor
 // → process" when an ancestor does.
 func matchSelfOrAncestor(n names, p *event.Process) (string, bool) {
-	if n.match(p.Comm, p.Exe) {
+	if n.Match(p.Comm, p.Exe) {
 		return fmt.Sprintf("%s user %s", procName(p), userName(p)), true
 	}
 	for _, a := range p.Lineage {
-		if n.match(a.Comm, a.Exe) {
+		if n.Match(a.Comm, a.Exe) {
 			return fmt.Sprintf("%s (via %s user %s)", ancestorName(a), procName(p), userName(p)), true
 		}
 	}
@@ -302,31 +304,8 @@ func (d *Detector) emit(ev *event.Event, emit func(signal.Signal), rule string, 
 		Evidence: []event.Event{*ev}, Subject: subject})
 }
 
-// names matches a process against names with wildcards, on its comm and on
-// its executable's base name (as agent/detect does): a binary renamed or
-// symlinked as "mariadbd" still matches.
-type names []string
-
-func (n names) match(comm, exe string) bool {
-	base := path.Base(exe)
-	for _, pat := range n {
-		if globMatch(pat, comm) || (exe != "" && globMatch(pat, base)) {
-			return true
-		}
-	}
-	return false
-}
-
-func globMatch(pat, s string) bool {
-	if s == "" {
-		return false
-	}
-	if !strings.ContainsAny(pat, "*?[") {
-		return pat == s
-	}
-	ok, err := path.Match(pat, s)
-	return err == nil && ok
-}
+// names is the shared process-name matcher.
+type names = procname.Names
 
 func set(ports []int) map[int]bool {
 	m := make(map[int]bool, len(ports))

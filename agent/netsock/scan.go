@@ -33,7 +33,7 @@ type scanState struct {
 // (Detail initial) are not a burst and do not count.
 func (d *Detector) scan(ev *event.Event, emit func(signal.Signal)) {
 	s, p := ev.Net, ev.Proc
-	if d.o.ScanWeight <= 0 || p == nil || ev.Detail == DetailInitial || !s.Remote.IsValid() || d.scanOK.match(p.Comm, p.Exe) {
+	if d.o.ScanWeight <= 0 || p == nil || ev.Detail == DetailInitial || !s.Remote.IsValid() || d.scanOK.Match(p.Comm, p.Exe) {
 		return
 	}
 	st := d.state(procKey{p.PID, p.StartTime})
