@@ -150,13 +150,11 @@ func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Item) error {
 		w.Close()
 		w, werr = nil, errors.New("disabled")
 	}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
 	if werr != nil {
 		s.setNotify(werr.Error())
+		w = nil
 	} else {
 		defer w.Close()
-		events, errs = w.Events, w.Errors
 	}
 	watched := map[string]bool{}
 	s.watch(w, o.Root, base, watched)
@@ -167,11 +165,7 @@ func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Item) error {
 	s.mu.Lock()
 	s.st.started = true
 	s.mu.Unlock()
-	tick := time.NewTicker(o.Interval)
-	defer tick.Stop()
-	var debounce <-chan time.Time
 	check := func() error {
-		debounce = nil
 		now := signature(o.Root, base)
 		if base != nil && now == sig {
 			return nil
@@ -193,39 +187,10 @@ func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Item) error {
 		s.watch(w, o.Root, base, watched)
 		return nil
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				s.setNotify("watcher closed")
-				continue
-			}
-			if debounce == nil && interesting(o.Root, base, ev.Name) {
-				debounce = time.After(o.Debounce)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			// An overflow loses events: read now rather than trust them.
-			log.Warn("users: fsnotify", "err", err)
-			if debounce == nil {
-				debounce = time.After(o.Debounce)
-			}
-		case <-debounce:
-			if err := check(); err != nil {
-				return err
-			}
-		case <-tick.C:
-			if err := check(); err != nil {
-				return err
-			}
-		}
-	}
+	loop := &sensor.Loop{Watcher: w, Interval: o.Interval, Debounce: o.Debounce, Check: check,
+		Interesting: func(name string) bool { return interesting(o.Root, base, name) },
+		NotifyLost:  s.setNotify, Logger: log.With("sensor", "users")}
+	return loop.Run(ctx)
 }
 
 // restore diffs a stored baseline against the state at start, so changes

@@ -183,22 +183,16 @@ func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Item) error {
 		w.Close()
 		w, werr = nil, errors.New("disabled")
 	}
-	var events <-chan fsnotify.Event
-	var errs <-chan error
 	if werr != nil {
 		s.setNotify(werr.Error())
+		w = nil
 	} else {
 		defer w.Close()
-		events, errs = w.Events, w.Errors
 	}
 	watched := map[string]bool{}
 	s.watch(w, o, inv, watched)
 	s.note(base, 0)
-	tick := time.NewTicker(o.Interval)
-	defer tick.Stop()
-	var debounce <-chan time.Time
 	pass := func() error {
-		debounce = nil
 		next := newInventory(o, base)
 		next.run(time.Since(base.SetuidScan) >= o.SetuidInterval)
 		fs := Diff(base, next.cur)
@@ -213,38 +207,10 @@ func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Item) error {
 		}
 		return nil
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				s.setNotify("watcher closed")
-				continue
-			}
-			if debounce == nil && inv.interesting(s.hostPath(o, ev.Name)) {
-				debounce = time.After(o.Debounce)
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			log.Warn("persistence: fsnotify", "err", err)
-			if debounce == nil {
-				debounce = time.After(o.Debounce)
-			}
-		case <-debounce:
-			if err := pass(); err != nil {
-				return err
-			}
-		case <-tick.C:
-			if err := pass(); err != nil {
-				return err
-			}
-		}
-	}
+	loop := &sensor.Loop{Watcher: w, Interval: o.Interval, Debounce: o.Debounce, Check: pass,
+		Interesting: func(name string) bool { return inv.interesting(s.hostPath(o, name)) },
+		NotifyLost:  s.setNotify, Logger: log.With("sensor", "persistence")}
+	return loop.Run(ctx)
 }
 
 // hostPath maps a path below Root back to the host path it stands for.
