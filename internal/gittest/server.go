@@ -1,9 +1,16 @@
 package gittest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -24,6 +31,9 @@ type ServerOptions struct {
 	// User and Password, when User is set, require HTTP basic auth on every
 	// request; a missing or wrong credential gets 401.
 	User, Password string
+	// TLS serves https with a certificate for 127.0.0.1 made for the test
+	// (Server.CertPool trusts it).
+	TLS bool
 }
 
 // Server serves the bare repositories under a root directory with the real
@@ -43,6 +53,8 @@ type Server struct {
 	stopped bool
 
 	requests atomic.Int64
+	tlsConf  *tls.Config
+	pool     *x509.CertPool
 }
 
 // ServeHTTP starts a server for the repositories under root (a repository
@@ -70,6 +82,9 @@ func ServeHTTP(t testing.TB, root string, opt ServerOptions) *Server {
 		"GIT_CONFIG_VALUE_0=true",
 	)
 	s := &Server{root: root}
+	if opt.TLS {
+		s.tlsConf, s.pool = selfSigned(t)
+	}
 	cgiHandler := &cgi.Handler{
 		Path:   backend,
 		Root:   "/",
@@ -107,6 +122,9 @@ func ServeHTTP(t testing.TB, root string, opt ServerOptions) *Server {
 }
 
 func (s *Server) serve(ln net.Listener) {
+	if s.tlsConf != nil {
+		ln = tls.NewListener(ln, s.tlsConf)
+	}
 	srv := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.srv = srv
 	s.stopped = false
@@ -126,7 +144,38 @@ func (s *Server) takeFailure() (int, http.Header) {
 // URL returns the clone URL of the repository repo (a path relative to
 // root), e.g. "http://127.0.0.1:41234/config.git".
 func (s *Server) URL(repo string) string {
-	return "http://" + s.addr + "/" + strings.TrimPrefix(repo, "/")
+	scheme := "http://"
+	if s.tlsConf != nil {
+		scheme = "https://"
+	}
+	return scheme + s.addr + "/" + strings.TrimPrefix(repo, "/")
+}
+
+// CertPool trusts the server's test certificate (TLS servers only).
+func (s *Server) CertPool() *x509.CertPool { return s.pool }
+
+// selfSigned makes a certificate for 127.0.0.1 valid for an hour.
+func selfSigned(t testing.TB) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gittest"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}, pool
 }
 
 // Addr returns the server's host:port, the same across Stop and Start.

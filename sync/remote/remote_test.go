@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -289,6 +290,39 @@ func TestHTTPFetchAndAuth(t *testing.T) {
 	// With the default user "x-access-token" this server refuses it.
 	_, err = open(t, Config{URL: srv.URL("config.git"), Credentials: token, Retry: fastRetry}).Fetch(context.Background())
 	wantKind(t, err, false, ErrAuth)
+}
+
+// TestHTTPSFetch: https with a token, the server's certificate trusted
+// through the retry policy's transport; without that trust the fetch is
+// refused, not retried as an outage.
+func TestHTTPSFetch(t *testing.T) {
+	u := newUpstream(t)
+	srv := gittest.ServeHTTP(t, u.root, gittest.ServerOptions{User: "x-access-token", Password: "tok", TLS: true})
+	token := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(token, []byte("tok\n"), 0o600)
+	if !strings.HasPrefix(srv.URL("config.git"), "https://") {
+		t.Fatalf("url %s", srv.URL("config.git"))
+	}
+	trusting := fastRetry
+	trusting.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srv.CertPool()}}
+	heads, err := open(t, Config{URL: srv.URL("config.git"), Credentials: token, Retry: trusting}).Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if heads["main"].String() != u.work.Head(t, "main") {
+		t.Fatalf("heads %v", heads)
+	}
+	before := srv.Requests()
+	_, err = open(t, Config{URL: srv.URL("config.git"), Credentials: token, Retry: fastRetry}).Fetch(context.Background())
+	if err == nil {
+		t.Fatal("fetch with an untrusted certificate succeeded")
+	}
+	if IsTemporary(err) {
+		t.Errorf("an untrusted certificate is reported as a temporary outage: %v", err)
+	}
+	if n := srv.Requests() - before; n != 0 {
+		t.Errorf("%d requests reached the server over an untrusted connection", n)
+	}
 }
 
 var fastRetry = RetryPolicy{Attempts: 4, WaitMin: 20 * time.Millisecond, WaitMax: 2 * time.Second}
