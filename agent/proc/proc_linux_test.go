@@ -238,7 +238,9 @@ func TestConnectorOverflow(t *testing.T) {
 	}
 	st := s.Stats()
 	if st.Overflows == 0 && st.Lost == 0 {
-		integration.Skip(t, "the kernel never overflowed a minimum-size buffer")
+		// Not a missing prerequisite: a fast enough consumer on a quiet
+		// machine may simply keep up, and that is not a failure.
+		t.Skip("the kernel never overflowed a minimum-size buffer; nothing to check")
 	}
 	// Gaps show when the next event from the same CPU arrives, the rescan
 	// once the loop runs again: keep some activity going meanwhile.
