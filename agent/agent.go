@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/picket-agent/picket/agent/baseline"
 	"github.com/picket-agent/picket/agent/correlate"
 	"github.com/picket-agent/picket/agent/detect"
 	"github.com/picket-agent/picket/agent/fim"
@@ -128,16 +129,25 @@ type Positions interface {
 
 // runner is the state of one Run; it lives on the Run goroutine only.
 type runner struct {
-	a        *Agent
-	st       *state.Store
-	pl       *pipeline.Pipeline
-	policy   *schema.Policy
-	status   Status
-	learnAt  time.Time
-	sensors  []sensor.Sensor
-	pending  map[string]any // source -> position to commit
-	dirty    bool
-	counters Counters
+	a       *Agent
+	st      *state.Store
+	pl      *pipeline.Pipeline
+	policy  *schema.Policy
+	status  Status
+	learnAt time.Time
+	sensors []sensor.Sensor
+	pending map[string]any // source -> position to commit
+	// model learns what is normal while the learning period runs; at its
+	// end it becomes a baseline version and deviations turns on.
+	model      *baseline.Model
+	versions   *baseline.Versions
+	deviations *baseline.Deviations
+	learning   bool
+	// promotePending: the period ended while the agent was stopped.
+	promotePending bool
+	learningSaved  time.Time
+	dirty          bool
+	counters       Counters
 }
 
 // Run runs the agent until ctx is cancelled. See the package comment for
@@ -230,6 +240,10 @@ loop:
 				break loop
 			}
 		case now := <-beat.C:
+			if err := r.learningTick(ctx, now); err != nil {
+				runErr = err
+				break loop
+			}
 			r.pl.Tick(now)
 			if err := r.commit(ctx); err != nil {
 				runErr = err
@@ -283,6 +297,11 @@ loop:
 	// Detector state is not persisted: settle running episodes so their
 	// incidents carry the counts seen so far.
 	r.pl.Flush()
+	if r.learning {
+		if err := r.saveLearning(context.Background(), time.Now()); err != nil {
+			r.a.log.Error("saving the learned model failed", "err", err)
+		}
+	}
 	// A fresh context: the run's is cancelled, the last writes must happen.
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -331,11 +350,34 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 	if err != nil {
 		return err
 	}
+	if r.versions, err = LoadBaselines(ctx, r.st); err != nil {
+		return fmt.Errorf("agent: baselines: %w", err)
+	}
+	r.model = baseline.NewModel(baseline.DefaultCaps())
+	if latest, ok := r.versions.Latest(); ok {
+		m, err := latest.Model(baseline.DefaultCaps())
+		if err != nil {
+			r.a.log.Warn("stored baseline unreadable; deviation rules off until the next promotion", "version", latest.N, "err", err)
+		} else {
+			r.model = m
+			r.deviations = baseline.NewDeviations(m, baseline.DefaultWeights())
+		}
+	}
+	r.learning = LearningAt(started, r.policy.Learning.Period.D(), now).Active
+	if _, ok := r.versions.Latest(); !ok {
+		m, ok, err := loadLearning(ctx, r.st)
+		if err != nil {
+			r.a.log.Warn("saved learning unreadable; learning goes on from now", "err", err)
+		} else if ok {
+			r.model = m
+			r.promotePending = !r.learning
+		}
+	}
 	r.pl, err = pipeline.New(r.policy, pipeline.Options{
 		Clock:           time.Now,
 		Learning:        func(t time.Time) bool { return LearningAt(r.learnAt, r.policy.Learning.Period.D(), t).Active },
 		FirstIncidentID: maxID + 1,
-		Detectors:       r.a.cfg.Detectors,
+		Detectors:       r.detectors,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -409,6 +451,9 @@ func (r *runner) handle(it sensor.Item) {
 		return
 	}
 	r.counters.Events++
+	if r.learning {
+		r.model.Learn(it.Event)
+	}
 	r.pl.Process(it.Event)
 }
 
@@ -504,6 +549,45 @@ func showProgress(ctx context.Context, w io.Writer, sensors []sensor.Sensor) {
 			}
 		}
 	}
+}
+
+// detectors adds the baseline's deviation rules, once promoted, to the
+// detectors the configuration asks for.
+func (r *runner) detectors(p *schema.Policy) []detect.Detector {
+	var out []detect.Detector
+	if r.a.cfg.Detectors != nil {
+		out = r.a.cfg.Detectors(p)
+	}
+	if r.deviations != nil {
+		out = append(out, r.deviations)
+	}
+	return out
+}
+
+// learningTick ends the learning period: the model learned so far becomes
+// baseline version 1 (a period of 0 skips learning and so has nothing to
+// promote: deviations stay off rather than flag everything as new).
+func (r *runner) learningTick(ctx context.Context, now time.Time) error {
+	active := LearningAt(r.learnAt, r.policy.Learning.Period.D(), now).Active
+	was := r.learning || r.promotePending
+	r.learning, r.promotePending = active, false
+	if active {
+		if now.Sub(r.learningSaved) >= learningSaveEvery {
+			return r.saveLearning(ctx, now)
+		}
+		return nil
+	}
+	if !was {
+		return nil
+	}
+	if _, ok := r.versions.Latest(); ok {
+		return nil
+	}
+	if err := r.promote(ctx, "end of learning period", now); err != nil {
+		return fmt.Errorf("agent: promote baseline: %w", err)
+	}
+	r.a.log.Info("baseline promoted", "keys", r.model.Len())
+	return nil
 }
 
 // liveSensor is a sensor that can say how it is doing while it runs.

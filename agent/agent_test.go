@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/picket-agent/picket/agent/baseline"
 	"github.com/picket-agent/picket/agent/correlate"
 	"github.com/picket-agent/picket/agent/fim"
 	"github.com/picket-agent/picket/agent/sensor"
@@ -302,4 +303,58 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestBaselinePromotedAfterLearning: what the agent sees during the
+// learning period becomes baseline version 1 (audited); after it, a login
+// from a prefix the user never came from is a deviation.
+func TestBaselinePromotedAfterLearning(t *testing.T) {
+	h := newHarness(t)
+	h.policy.Learning.Period = schema.Duration(600 * time.Millisecond)
+	h.start()
+	time.Sleep(100 * time.Millisecond)
+	now := time.Now()
+	login := func(ip string, at time.Time) string {
+		return fmt.Sprintf("%s host sshd[7]: Accepted password for alice from %s port 2200 ssh2", at.Format(time.Stamp), ip)
+	}
+	h.appendLines(login("192.0.2.50", now), login("192.0.2.51", now))
+	versions := func() []baseline.Version {
+		st, err := state.OpenReadOnly(context.Background(), h.dir)
+		if err != nil {
+			return nil
+		}
+		defer st.Close()
+		var vs []baseline.Version
+		st.MetaJSON(context.Background(), MetaBaselines, &vs)
+		return vs
+	}
+	h.waitFor("baseline version 1", func() bool { return len(versions()) == 1 })
+	// A login from a new prefix, after promotion.
+	h.appendLines(login("198.51.100.9", time.Now()))
+	h.waitFor("deviation incident", func() bool {
+		for _, in := range h.incidents() {
+			for _, s := range in.Signals {
+				if s.Rule == baseline.RuleAuthAnomaly && strings.Contains(s.Reason, "198.51.100") {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	h.stop()
+	// The known prefix raised nothing.
+	for _, in := range h.incidents() {
+		for _, s := range in.Signals {
+			if strings.Contains(s.Reason, "192.0.2.5") && s.Rule == baseline.RuleAuthAnomaly {
+				t.Errorf("a learned login was flagged: %s", s.Reason)
+			}
+		}
+	}
+	st, _ := state.OpenReadOnly(context.Background(), h.dir)
+	defer st.Close()
+	var msgs []string
+	st.EachAudit(context.Background(), state.AuditFilter{Kind: audit.KindBaseline}, func(e audit.Entry) error { msgs = append(msgs, e.Message); return nil })
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "baseline version 1 promoted (end of learning period)") {
+		t.Errorf("baseline audit: %q", msgs)
+	}
 }

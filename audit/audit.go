@@ -28,6 +28,7 @@ const (
 	KindIncident       = "incident"
 	KindPlan           = "plan"
 	KindSensor         = "sensor"
+	KindBaseline       = "baseline"
 )
 
 // Entry is one audit record. Seq, Prev and Hash are filled by Seal.
