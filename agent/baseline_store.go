@@ -13,9 +13,9 @@ import (
 	"github.com/picket-agent/picket/state"
 )
 
-// MetaBaselines holds the promoted baseline versions (JSON list), newest
-// last; `picket baseline` and the host-branch export read it.
-const MetaBaselines = "baseline_versions"
+// MetaBaselines holds the promoted baseline versions (see
+// baseline.MetaVersions).
+const MetaBaselines = baseline.MetaVersions
 
 // maxBaselineVersions bounds the versions kept in state; git keeps the
 // whole history on the host branch.
@@ -49,11 +49,7 @@ func loadLearning(ctx context.Context, st *state.Store) (*baseline.Model, bool, 
 
 // LoadBaselines reads the promoted versions from state.
 func LoadBaselines(ctx context.Context, st *state.Store) (*baseline.Versions, error) {
-	var list []baseline.Version
-	if _, err := st.MetaJSON(ctx, MetaBaselines, &list); err != nil {
-		return nil, err
-	}
-	return baseline.NewVersions(list)
+	return baseline.Load(ctx, st)
 }
 
 // promote makes the learned model the new baseline version, stores it and

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 
+	"github.com/picket-agent/picket/agent/baseline"
 	"github.com/picket-agent/picket/audit"
 	"github.com/picket-agent/picket/audit/checkpoint"
 	"github.com/picket-agent/picket/state"
@@ -71,6 +72,9 @@ func (s *Syncer) push(ctx context.Context) (int, error) {
 	}
 	n := int(s.status.CommittedSeq - s.status.PushedSeq)
 	s.status.PushedSeq = s.status.CommittedSeq
+	if s.baselineCommitted > s.status.BaselineVersion {
+		s.status.BaselineVersion = s.baselineCommitted
+	}
 	s.status.LastPush, s.status.LastPushError = now, ""
 	// The remote-tracking ref now equals what we pushed.
 	s.remote.Repo().Storer.SetReference(plumbing.NewHashReference(s.remoteRef(), tip))
@@ -108,6 +112,19 @@ func (s *Syncer) commitPending(ctx context.Context, tip plumbing.Hash, seq int64
 			return tip, err
 		}
 		b := hostbranch.Batch{Host: s.cfg.Hostname, Audit: entries, Checkpoints: [][]byte{cpJSON}}
+		// A new baseline version goes out with the batch that carries its
+		// audit entry: `git log -p baseline/` then shows each promotion.
+		if vs, err := baseline.Load(ctx, s.cfg.Store); err == nil {
+			if v, ok := vs.Latest(); ok && v.N > s.status.BaselineVersion {
+				b.Baselines = map[string][]byte{}
+				for k, doc := range v.Kinds {
+					b.Baselines[k] = doc
+				}
+				// Marked pushed only once the push succeeds, so a rebase
+				// after a non-fast-forward carries the files again.
+				s.baselineCommitted = v.N
+			}
+		}
 		if s.cfg.StatusJSON != nil {
 			b.Status = s.cfg.StatusJSON()
 		}

@@ -29,11 +29,14 @@ type Status struct {
 	// OfflineSince is set while the remote cannot be reached.
 	OfflineSince time.Time `json:"offline_since,omitzero"`
 	// Queued audit entries not yet pushed to the host branch.
-	Queued        int64      `json:"queued"`
-	PushedSeq     int64      `json:"pushed_seq"`
-	CommittedSeq  int64      `json:"committed_seq"`
-	HostBranch    string     `json:"host_branch"`
-	LastRejection *Rejection `json:"last_rejection,omitempty"`
+	Queued       int64  `json:"queued"`
+	PushedSeq    int64  `json:"pushed_seq"`
+	CommittedSeq int64  `json:"committed_seq"`
+	HostBranch   string `json:"host_branch"`
+	// BaselineVersion is the newest baseline version written to the host
+	// branch (baseline/<kind>.json).
+	BaselineVersion int        `json:"baseline_version,omitempty"`
+	LastRejection   *Rejection `json:"last_rejection,omitempty"`
 }
 
 // Rejection is the last config the agent refused, and why.

@@ -61,6 +61,9 @@ type Syncer struct {
 	remote *remote.Remote
 	key    *hostkey.Key
 	status Status
+	// baselineCommitted is the baseline version in the local commits not
+	// yet confirmed pushed.
+	baselineCommitted int
 }
 
 // ErrNoRepository is returned when the bootstrap names no repository.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/picket-agent/picket/agent/baseline"
+	"github.com/picket-agent/picket/agent/event"
 	"github.com/picket-agent/picket/audit"
 	"github.com/picket-agent/picket/internal/gittest"
 	"github.com/picket-agent/picket/internal/integration"
@@ -431,5 +434,46 @@ func TestHostBranchDiverged(t *testing.T) {
 	}
 	if len(e.auditMessages(KindHostBranchRebased)) != 1 {
 		t.Errorf("divergence not audited")
+	}
+}
+
+// TestBaselineOnHostBranch: a promoted baseline version is written to the
+// host branch as baseline/<kind>.json with the batch of its audit entry,
+// once; a later version updates the files.
+func TestBaselineOnHostBranch(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	m := baseline.NewModel(baseline.DefaultCaps())
+	m.Learn(&event.Event{Time: time.Now(), Kind: event.AuthSuccess, User: "alice", Method: "publickey", Addr: netip.MustParseAddr("192.0.2.7")})
+	vs, _ := baseline.NewVersions(nil)
+	promote := func(reason string) {
+		vs.Promote(m, reason, time.Now())
+		if err := e.st.Update(ctx, func(tx *state.Tx) error { return tx.SetMetaJSON(ctx, baseline.MetaVersions, vs.All()) }); err != nil {
+			t.Fatal(err)
+		}
+		e.addEntries(0, 1)
+	}
+	promote("end of learning period")
+	if _, err := e.once(); err != nil {
+		t.Fatal(err)
+	}
+	auth := e.remote.Git(t, "show", "hosts/"+host+":baseline/auth.json")
+	if !strings.Contains(auth, "alice") || !strings.Contains(auth, "192.0.2.0/24") {
+		t.Fatalf("baseline/auth.json: %s", auth)
+	}
+	if e.s.Status().BaselineVersion != 1 {
+		t.Fatalf("baseline version %d", e.s.Status().BaselineVersion)
+	}
+	m.Learn(&event.Event{Time: time.Now(), Kind: event.AuthSuccess, User: "bob", Method: "password", Addr: netip.MustParseAddr("198.51.100.7")})
+	promote("relearn")
+	if _, err := e.once(); err != nil {
+		t.Fatal(err)
+	}
+	if auth := e.remote.Git(t, "show", "hosts/"+host+":baseline/auth.json"); !strings.Contains(auth, "bob") {
+		t.Fatalf("version 2 not written: %s", auth)
+	}
+	log := e.remote.Git(t, "log", "--format=%H", "hosts/"+host, "--", "baseline/")
+	if n := len(strings.Fields(log)); n != 2 {
+		t.Errorf("%d commits touch baseline/, want 2 (one per version)", n)
 	}
 }
