@@ -276,23 +276,18 @@ loop:
 	stopSensors()
 	// Drain what the sensors already delivered so its positions commit
 	// with its effects.
+drain:
 	for {
 		select {
 		case it := <-items:
 			r.handle(it)
-			continue
 		case <-sensorsDone:
+			// Nothing more will be sent; take what is still buffered.
+			for len(items) > 0 {
+				r.handle(<-items)
+			}
+			break drain
 		}
-		break
-	}
-	for {
-		select {
-		case it := <-items:
-			r.handle(it)
-			continue
-		default:
-		}
-		break
 	}
 	// Detector state is not persisted: settle running episodes so their
 	// incidents carry the counts seen so far.

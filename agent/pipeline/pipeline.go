@@ -18,6 +18,7 @@ import (
 	"github.com/picket-agent/picket/agent/signal"
 	"github.com/picket-agent/picket/agent/whitelist"
 	"github.com/picket-agent/picket/audit"
+	"github.com/picket-agent/picket/audit/explain"
 	"github.com/picket-agent/picket/schema"
 )
 
@@ -156,7 +157,7 @@ func (pl *Pipeline) onSignal(s signal.Signal) {
 			in.ID, in.Level, in.Score, s.Rule, s.Reason), s)
 	case ch.LevelRaised:
 		pl.audit(at, audit.KindIncident, in, fmt.Sprintf("incident %d escalated to %s (score %g, stages %s): %s: %s",
-			in.ID, in.Level, in.Score, stages(in.Stages), s.Rule, s.Reason), s)
+			in.ID, in.Level, in.Score, explain.Stages(in.Stages), s.Rule, s.Reason), s)
 	default:
 		pl.audit(at, audit.KindIncident, in, fmt.Sprintf("incident %d updated (level %s, score %g): %s: %s",
 			in.ID, in.Level, in.Score, s.Rule, s.Reason), s)
@@ -224,17 +225,6 @@ func (pl *Pipeline) Stats() detect.Stats { return pl.det.Stats() }
 
 // Policy returns the policy in force.
 func (pl *Pipeline) Policy() *schema.Policy { return pl.policy }
-
-func stages(ss []signal.Stage) string {
-	out := ""
-	for i, s := range ss {
-		if i > 0 {
-			out += ","
-		}
-		out += string(s)
-	}
-	return out
-}
 
 // Open returns the open incidents.
 func (pl *Pipeline) Open() []*correlate.Incident { return pl.corr.Open() }

@@ -56,7 +56,6 @@ type Result struct {
 	Unparsed  int64 // lines with a syslog header we could not read, or web lines we could not parse
 	Signals   int64
 	PerFile   []FileStats
-	Pipeline  *pipeline.Pipeline
 }
 
 // FileStats counts one input.
@@ -154,7 +153,7 @@ func Run(ctx context.Context, inputs []Input, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Plans: map[int64][]respond.Plan{}, Pipeline: pl}
+	res := &Result{Plans: map[int64][]respond.Plan{}}
 	res.PerFile = make([]FileStats, len(inputs))
 	var srcs []*source
 	defer func() {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"time"
 
 	"github.com/picket-agent/picket/agent/correlate"
@@ -82,5 +81,3 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
-
-func writeJSONLine(enc *json.Encoder, v any) error { return enc.Encode(v) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"syscall"
 	"time"
 
@@ -13,8 +12,6 @@ import (
 	"github.com/picket-agent/picket/sync/syncer"
 	"github.com/spf13/pflag"
 )
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // statusRecord is the `picket status --json` contract: the agent's
 // published status plus what the reader derived.
