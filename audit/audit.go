@@ -29,6 +29,11 @@ const (
 	KindPlan           = "plan"
 	KindSensor         = "sensor"
 	KindBaseline       = "baseline"
+	// KindAction: an action applied, renewed, re-asserted, expired,
+	// rolled back, refused or suppressed (the message says which).
+	KindAction = "action"
+	// KindBreaker: the actions circuit breaker tripped or was reset.
+	KindBreaker = "action.breaker"
 )
 
 // Entry is one audit record. Seq, Prev and Hash are filled by Seal.

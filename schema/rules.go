@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
 )
@@ -97,6 +98,44 @@ func policyRules(p *Policy) []violation {
 		case maxTTL > 0 && d > maxTTL:
 			out = append(out, at(fmt.Sprintf("%s must be at most actions.max_ttl (%s)", short(d), short(maxTTL)),
 				"actions."+t.name, "actions.max_ttl"))
+		}
+	}
+
+	ttlNames := make([]string, 0, len(p.Actions.TTL))
+	for name := range p.Actions.TTL {
+		ttlNames = append(ttlNames, name)
+	}
+	sort.Strings(ttlNames)
+	for _, name := range ttlNames {
+		switch d := p.Actions.TTL[name].D(); {
+		case d <= 0:
+			out = append(out, at(fmt.Sprintf("%s must be positive", short(d)), "actions.ttl."+name))
+		case maxTTL > 0 && d > maxTTL:
+			out = append(out, at(fmt.Sprintf("%s must be at most actions.max_ttl (%s)", short(d), short(maxTTL)),
+				"actions.ttl."+name, "actions.max_ttl"))
+		}
+	}
+	for i, a := range p.Actions.Containment.Allow {
+		if err := checkCIDR(a); err != nil {
+			out = append(out, at(err.Error(), fmt.Sprintf("actions.containment.allow.%d", i)))
+		}
+	}
+	if p.Actions.ReconcileInterval <= 0 {
+		out = append(out, at("must be positive", "actions.reconcile_interval"))
+	}
+	if p.Actions.Health.Interval <= 0 {
+		out = append(out, at("must be positive", "actions.health.interval"))
+	}
+	for i, c := range p.Actions.Health.Checks {
+		n := 0
+		for _, set := range []bool{c.TCP != "", c.HTTP != "", c.SSHD, c.GitRemote, len(c.Exec) > 0} {
+			if set {
+				n++
+			}
+		}
+		if n != 1 {
+			out = append(out, at(fmt.Sprintf("check %q must set exactly one of tcp, http, sshd, git_remote, exec (has %d)", c.Name, n),
+				fmt.Sprintf("actions.health.checks.%d", i)))
 		}
 	}
 

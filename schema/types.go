@@ -65,6 +65,43 @@ type ProcessInvariants struct {
 type Learning struct {
 	// Period is 0 (skip learning) or between 24h and 72h.
 	Period Duration `json:"period"`
+	// Drift is slow learning after the first promotion.
+	Drift Drift `json:"drift"`
+}
+
+// Drift folds keys seen on at least MinDays distinct days (and in no open
+// incident) into the baseline, promoting a new version at most every
+// Every.
+type Drift struct {
+	Enabled bool     `json:"enabled"`
+	MinDays int      `json:"min_days"`
+	Every   Duration `json:"every"`
+}
+
+// BaselineDetector weighs the deviation rules (a weight of 0 turns a rule
+// off) and sets their thresholds.
+type BaselineDetector struct {
+	Enabled              bool    `json:"enabled"`
+	NewProcessWeight     float64 `json:"new_process_weight"`
+	NewDestinationWeight float64 `json:"new_destination_weight"`
+	NewListenerWeight    float64 `json:"new_listener_weight"`
+	AuthAnomalyWeight    float64 `json:"auth_anomaly_weight"`
+	// AuthMinLogins: hour-of-day alerts only for users with at least this
+	// many learned logins.
+	AuthMinLogins        int     `json:"auth_min_logins"`
+	NewPersistenceWeight float64 `json:"new_persistence_weight"`
+	FileChangedWeight    float64 `json:"file_changed_weight"`
+	// SystemDirs: a file changed below these outside a package update is
+	// a deviation; DpkgRoot is dpkg's database ("" disables the check).
+	SystemDirs        []string `json:"system_dirs"`
+	DpkgRoot          string   `json:"dpkg_root"`
+	RequestRateWeight float64  `json:"request_rate_weight"`
+	ErrorRateWeight   float64  `json:"error_rate_weight"`
+	RateFactor        float64  `json:"rate_factor"`
+	SourceRateFloor   int      `json:"source_rate_floor"`
+	ClientRateFloor   int      `json:"client_rate_floor"`
+	ErrorRatio        float64  `json:"error_ratio"`
+	ErrorMin          int      `json:"error_min"`
 }
 
 // Levels are the incident score thresholds, strictly increasing. A score
@@ -97,6 +134,7 @@ type Detectors struct {
 	WebScan            WebScan            `json:"web_scan"`
 	ProcessInvariants  ProcessInvariants  `json:"process_invariants"`
 	NetworkInvariants  NetworkInvariants  `json:"network_invariants"`
+	Baseline           BaselineDetector   `json:"baseline"`
 	// MaxTrackedSources caps per-source state in every detector; the least
 	// recently seen source is evicted first.
 	MaxTrackedSources int `json:"max_tracked_sources"`
@@ -155,6 +193,70 @@ type Actions struct {
 	BlockTTL Duration `json:"block_ttl"`
 	// ContainmentTTL is the TTL of containment mode (lockdown).
 	ContainmentTTL Duration `json:"containment_ttl"`
+	// OnLevel lists the actions of each level (cumulative).
+	OnLevel OnLevel `json:"on_level"`
+	// TTL overrides default_ttl per action name.
+	TTL map[string]Duration `json:"ttl"`
+	// Containment is what containment mode still lets through.
+	Containment Containment `json:"containment"`
+	// Isolate is "disconnect" or "pause".
+	Isolate string `json:"isolate"`
+	// ReconcileInterval is the reconciler's period.
+	ReconcileInterval Duration `json:"reconcile_interval"`
+	Health            Health   `json:"health"`
+}
+
+// OnLevel maps the acting levels to action names.
+type OnLevel struct {
+	Contain    []string `json:"contain"`
+	Aggressive []string `json:"aggressive"`
+	Lockdown   []string `json:"lockdown"`
+}
+
+// Containment configures containment mode.
+type Containment struct {
+	Allow       []string `json:"allow"`
+	InboundRate int      `json:"inbound_rate"`
+}
+
+// Health configures the health checks guarding actions.
+type Health struct {
+	Interval Duration `json:"interval"`
+	Checks   []Check  `json:"checks"`
+}
+
+// Check is one health check; exactly one of TCP, HTTP, SSHD, GitRemote and
+// Exec is set.
+type Check struct {
+	Name      string   `json:"name"`
+	TCP       string   `json:"tcp,omitempty"`
+	HTTP      string   `json:"http,omitempty"`
+	Status    int      `json:"status,omitempty"`
+	SSHD      bool     `json:"sshd,omitempty"`
+	GitRemote bool     `json:"git_remote,omitempty"`
+	Exec      []string `json:"exec,omitempty"`
+	Timeout   Duration `json:"timeout"`
+}
+
+// TTLOf returns the TTL of the named action, capped by MaxTTL.
+func (a Actions) TTLOf(name string) Duration {
+	d, ok := a.TTL[name]
+	switch {
+	case ok:
+	case name == "block-source" || name == "rate-limit":
+		d = a.BlockTTL
+	case name == "containment":
+		d = a.ContainmentTTL
+	default:
+		d = a.DefaultTTL
+	}
+	if d <= 0 {
+		d = a.DefaultTTL
+	}
+	if a.MaxTTL > 0 && d > a.MaxTTL {
+		d = a.MaxTTL
+	}
+	return d
 }
 
 // Sensors selects and configures the sensors.

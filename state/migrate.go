@@ -77,6 +77,24 @@ var migrations = []string{
 		sha256 TEXT NOT NULL,
 		seen TEXT NOT NULL
 	);`,
+	// 5: the action journal: every action the engine planned, what it
+	// applied, the snapshot to undo it, and its expiry. The reconciler
+	// repairs the host from it after a crash.
+	`CREATE TABLE actions (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		incident INTEGER NOT NULL,
+		kind TEXT NOT NULL,
+		target TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		status TEXT NOT NULL,
+		created TEXT NOT NULL,
+		applied TEXT NOT NULL,
+		expires TEXT NOT NULL,
+		ended TEXT NOT NULL,
+		snapshot TEXT NOT NULL,
+		note TEXT NOT NULL
+	);
+	CREATE INDEX actions_status ON actions(status);`,
 }
 
 // Version returns the schema version of the database (0 when empty).

@@ -1,0 +1,173 @@
+package actions
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Guard is the never-touch set. It is checked at apply time, not only at
+// plan time, so a whitelist that changed in between still protects.
+type Guard struct {
+	// Admin lists the admin whitelist: never blocked, rate-limited or
+	// paused, whatever the score.
+	Admin []netip.Prefix
+	// Protected are further prefixes never acted against: the config
+	// repository's remote and the host's own addresses.
+	Protected []netip.Prefix
+	// Users are accounts never disabled (root is always among them).
+	Users []string
+	// PIDs are processes never killed (PID 1, the agent and its
+	// ancestors are always among them).
+	PIDs []int
+	// Proc is the proc mount ("/proc"), read to recognise kernel threads
+	// and sshd's listener.
+	Proc string
+	// Self is the agent's pid (os.Getpid() when 0).
+	Self int
+}
+
+// pfKthread is PF_KTHREAD in /proc/<pid>/stat's flags.
+const pfKthread = 0x00200000
+
+// Refuse returns why kind must never be taken against target, or "".
+func (g *Guard) Refuse(kind, target string) string {
+	switch kind {
+	case BlockSource, BlockDestination, RateLimit:
+		p, err := ParseTarget(target)
+		if err != nil {
+			return "not an address or prefix"
+		}
+		return g.refuseNet(p)
+	case KillTree:
+		pid, err := strconv.Atoi(target)
+		if err != nil || pid <= 0 {
+			return "not a process id"
+		}
+		return g.refusePID(pid)
+	case DisableUser, EndSessions:
+		if target == "" || target == "root" {
+			return "the root account is never touched"
+		}
+		for _, u := range g.Users {
+			if u == target {
+				return "user whitelist"
+			}
+		}
+	}
+	return ""
+}
+
+// ParseTarget reads an address (as a single-address prefix) or a prefix.
+func ParseTarget(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func (g *Guard) refuseNet(p netip.Prefix) string {
+	a := p.Addr()
+	switch {
+	case a.IsLoopback():
+		return "loopback"
+	case a.IsUnspecified() || p.Bits() == 0:
+		return "covers every address"
+	case a.IsMulticast():
+		return "multicast"
+	}
+	// An overlap, not containment: blocking 198.51.100.0/24 would also
+	// block an admin at 198.51.100.7.
+	for _, w := range g.Admin {
+		if w.Overlaps(p) {
+			return "admin whitelist (" + w.String() + ")"
+		}
+	}
+	for _, w := range g.Protected {
+		if w.Overlaps(p) {
+			return "protected address (" + w.String() + ": the config remote or this host)"
+		}
+	}
+	return ""
+}
+
+func (g *Guard) refusePID(pid int) string {
+	self := g.Self
+	if self == 0 {
+		self = os.Getpid()
+	}
+	proc := g.Proc
+	if proc == "" {
+		proc = "/proc"
+	}
+	if pid == 1 {
+		return "PID 1"
+	}
+	for _, p := range g.PIDs {
+		if p == pid {
+			return "protected process"
+		}
+	}
+	// The agent and its ancestors (a supervisor, a shell that started it).
+	for p, n := self, 0; p > 1 && n < 64; n++ {
+		if p == pid {
+			return "the agent or one of its ancestors"
+		}
+		st, err := readStat(proc, p)
+		if err != nil {
+			break
+		}
+		p = st.ppid
+	}
+	st, err := readStat(proc, pid)
+	if err != nil {
+		return "" // gone: the executor will say so
+	}
+	if st.flags&pfKthread != 0 || st.ppid == 2 {
+		return "kernel thread"
+	}
+	if st.comm == "sshd" {
+		parent, perr := readStat(proc, st.ppid)
+		cmd, _ := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "cmdline"))
+		if st.ppid == 1 || perr != nil || parent.comm != "sshd" || bytes.Contains(cmd, []byte("[listener]")) {
+			return "sshd's listener"
+		}
+	}
+	return ""
+}
+
+type procStat struct {
+	comm  string
+	ppid  int
+	flags uint64
+}
+
+// readStat reads the fields the guard needs from /proc/<pid>/stat. comm
+// may hold spaces and parentheses, so fields are counted from the last ')'.
+func readStat(proc string, pid int) (procStat, error) {
+	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, err
+	}
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, fmt.Errorf("actions: malformed stat of %d", pid)
+	}
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 7 {
+		return procStat{}, fmt.Errorf("actions: short stat of %d", pid)
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	return procStat{comm: string(b[open+1 : end]), ppid: ppid, flags: flags}, nil
+}
