@@ -126,7 +126,7 @@ func DefaultSensorsAt(log *slog.Logger, root string) func(ctx context.Context, p
 		if ns := p.Sensors.Network; !ns.Enabled {
 			st = append(st, SensorStatus{Name: "network", State: SensorOff, Detail: "disabled in config"})
 		} else {
-			o := netsock.Options{Interval: ns.Interval.D(), Logger: slog}
+			o := netsock.Options{Interval: ns.Interval.D(), Conntrack: true, Logger: slog}
 			if procSensor != nil {
 				o.Enrich = procSensor.Enrich
 			}

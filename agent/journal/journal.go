@@ -50,7 +50,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -285,7 +284,7 @@ func (st *run) exec(ctx context.Context, args []string, fn func([]byte) error) e
 	cmd.Stderr = stderr
 	// Do not outlive the agent: a follower would otherwise linger until
 	// its next write hits the closed pipe.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	// Bound the wait for stderr copying after the process is gone.
 	cmd.WaitDelay = 2 * time.Second
 	stdout, err := cmd.StdoutPipe()

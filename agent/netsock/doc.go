@@ -13,7 +13,14 @@
 // net.* signals for the correlator.
 //
 // Polling misses connections shorter than the interval (a curl that is
-// done in 100 ms, most of a connect scan). Conntrack NEW events
-// (NETLINK_NETFILTER, NFNLGRP_CONNTRACK_NEW) would close that gap but are
-// not implemented yet; Live says so in status.
+// done in 100 ms, most of a connect scan). With Options.Conntrack the
+// sensor also runs an agent/conntrack listener per network namespace (the
+// agent's own, those of processes, the named ones under /run/netns and
+// /run/docker/netns; bounded, closed when the namespace goes) and turns
+// each outbound NEW flow into the same event.NetConnect, Source
+// SourceConntrack, tied to its process through the socket table read at
+// once; when the socket is already gone the event says the process is not
+// known, never guessed. A connection reported either way is not reported
+// again by the other. Live says where conntrack is unavailable or not
+// active (nothing registered its hooks in the namespace).
 package netsock

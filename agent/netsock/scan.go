@@ -30,13 +30,29 @@ type scanState struct {
 }
 
 // scan: net.outbound_scan, stage recon. Connections the first poll found
-// (Detail initial) are not a burst and do not count.
+// (Detail initial) are not a burst and do not count. Conntrack events whose
+// process is not known (a refused connect is gone before it can be tied; a
+// raw-socket SYN scan never had a socket) are counted per network
+// namespace, as "an unknown process": the scan is real, its author is
+// never guessed.
 func (d *Detector) scan(ev *event.Event, emit func(signal.Signal)) {
 	s, p := ev.Net, ev.Proc
-	if d.o.ScanWeight <= 0 || p == nil || ev.Detail == DetailInitial || !s.Remote.IsValid() || d.scanOK.Match(p.Comm, p.Exe) {
+	if d.o.ScanWeight <= 0 || ev.Detail == DetailInitial || !s.Remote.IsValid() {
 		return
 	}
-	st := d.state(procKey{p.PID, p.StartTime})
+	var key procKey
+	switch {
+	case p != nil:
+		if d.scanOK.Match(p.Comm, p.Exe) {
+			return
+		}
+		key = procKey{p.PID, p.StartTime}
+	case ev.Source == SourceConntrack:
+		key = procKey{-1, s.NetNS} // pid -1: no process has it
+	default:
+		return
+	}
+	st := d.state(key)
 	now := ev.Time
 	cut := now.Add(-d.o.ScanWindow)
 	for k, t := range st.ports {
@@ -79,6 +95,20 @@ func (d *Detector) scan(ev *event.Event, emit func(signal.Signal)) {
 		what = fmt.Sprintf("%d distinct ports (threshold scan_ports %d)", len(ports), d.o.ScanPorts)
 	} else {
 		what = fmt.Sprintf("%d distinct hosts (threshold scan_hosts %d)", len(hosts), d.o.ScanHosts)
+	}
+	if p == nil {
+		where := "the host's network namespace"
+		if s.NetNS != 0 {
+			where = "network namespace " + strconv.FormatUint(s.NetNS, 10)
+		}
+		reason := fmt.Sprintf("an unknown process in %s (conntrack: the connections ended before they could be tied) connected to %s within %s: hosts %s; ports %s",
+			where, what, d.o.ScanWindow, addrList(hosts, 5), sortedInts(ports, 10))
+		var ents []signal.Entity
+		if len(hosts) == 1 {
+			ents = append(ents, signal.Entity{Kind: signal.IP, Value: hosts[0].String()})
+		}
+		d.emit(ev, emit, RuleOutboundScan, signal.Recon, d.o.ScanWeight, ents, reason, "netns:"+strconv.FormatUint(s.NetNS, 10))
+		return
 	}
 	reason := fmt.Sprintf("%s user %s connected to %s within %s: hosts %s; ports %s",
 		procName(p), userName(p), what, d.o.ScanWindow, addrList(hosts, 5), sortedInts(ports, 10))

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/picket-agent/picket/agent/conntrack"
 	"github.com/picket-agent/picket/agent/event"
 	"github.com/picket-agent/picket/agent/proc"
 	"github.com/picket-agent/picket/agent/sensor"
@@ -56,7 +57,23 @@ type Options struct {
 	// container from the process table). Called from the sensor's
 	// goroutine; it must be safe for use alongside the table's owner.
 	Enrich func(p *event.Process)
-	Logger *slog.Logger
+	// Conntrack also listens to conntrack NEW events in every network
+	// namespace (the agent's own, those of processes, the named ones under
+	// NetNSDirs), so connections shorter than Interval are reported too
+	// (Event.Source SourceConntrack), tied to their process when the
+	// socket is still there. Off when false (the agent's wiring turns it
+	// on); without root it degrades to polling and Live says why.
+	Conntrack bool
+	// MaxConntrackNS bounds the namespaces listened to
+	// (DefaultMaxConntrackNS when 0).
+	MaxConntrackNS int
+	// NetNSDirs hold named namespaces' bind mounts (nil:
+	// DefaultNetNSDirs()).
+	NetNSDirs []string
+	// ConntrackReadBuffer is each listener's receive buffer (the
+	// conntrack package's default when 0).
+	ConntrackReadBuffer int
+	Logger              *slog.Logger
 }
 
 // Stats are the sensor's counters, for status.
@@ -71,6 +88,7 @@ type Stats struct {
 	Unowned     int    // tracked listeners whose process was not found
 	FDWalks     int    // processes whose fd directory was read, in total
 	BadLines    uint64 // unparseable table lines, in total
+	Conntrack   ConntrackStats
 }
 
 // sockKey identifies a socket across polls; the inode is left out so a
@@ -120,7 +138,10 @@ type Sensor struct {
 	conns     map[sockKey]struct{}
 	polled    bool
 	buf       bytes.Buffer
-	procs     map[int]*event.Process // per poll
+	procs     map[int]*event.Process // per poll or batch of flows
+	nss       namespaces             // of the last listing
+	rescanned time.Time
+	ct        *ctManager // while Run runs with Options.Conntrack
 
 	mu    sync.Mutex
 	stats Stats
@@ -143,6 +164,12 @@ func New(opts Options) *Sensor {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxConntrackNS <= 0 {
+		opts.MaxConntrackNS = DefaultMaxConntrackNS
+	}
+	if opts.NetNSDirs == nil {
+		opts.NetNSDirs = DefaultNetNSDirs()
+	}
 	return &Sensor{opts: opts, reader: proc.NewReader(opts.ProcRoot, opts.Users), owners: newOwners(opts.ProcRoot),
 		listeners: map[sockKey]*listener{}, conns: map[sockKey]struct{}{}}
 }
@@ -152,39 +179,88 @@ func (s *Sensor) Name() string { return "network" }
 
 // Run polls until ctx ends. The first poll reports the inventory (Detail
 // DetailInitial). A failing poll is counted and retried at the next tick:
-// the tables are live state, nothing is lost by waiting.
+// the tables are live state, nothing is lost by waiting. With
+// Options.Conntrack, the namespaces each poll finds are listened to for
+// conntrack NEW events between polls.
 func (s *Sensor) Run(ctx context.Context, out chan<- sensor.Item) error {
-	send := func(ev event.Event) bool {
-		select {
-		case out <- sensor.Item{Event: &ev}:
-			return true
-		case <-ctx.Done():
-			return false
+	send := func(evs []event.Event) bool {
+		for i := range evs {
+			select {
+			case out <- sensor.Item{Event: &evs[i]}:
+			case <-ctx.Done():
+				return false
+			}
 		}
+		return true
+	}
+	var flows chan conntrack.Flow
+	if s.opts.Conntrack {
+		m := newCTManager(ctx, s.opts)
+		s.mu.Lock()
+		s.ct = m
+		s.mu.Unlock()
+		flows = m.flows
+		defer func() {
+			m.stop()
+			s.setStats(func(st *Stats) { m.stats(&st.Conntrack) })
+			s.mu.Lock()
+			s.ct = nil
+			s.mu.Unlock()
+		}()
 	}
 	t := time.NewTicker(s.opts.Interval)
 	defer t.Stop()
+	poll := true
+	batch := make([]conntrack.Flow, 0, flowBatch)
 	for {
-		evs, err := s.Poll(time.Now().Round(0))
-		if err != nil {
-			s.opts.Logger.Warn("network sensor poll failed", "err", err)
-		}
-		for _, ev := range evs {
-			if !send(ev) {
+		if poll {
+			poll = false
+			evs, err := s.Poll(time.Now().Round(0))
+			if err != nil {
+				s.opts.Logger.Warn("network sensor poll failed", "err", err)
+			}
+			if !send(evs) {
 				return ctx.Err()
+			}
+			if s.ct != nil {
+				nss := s.nss
+				if nss.self == 0 {
+					if self, err := nsInode(s.opts.ProcRoot + "/self/ns/net"); err == nil {
+						nss.self = self
+					}
+				}
+				if nss.self != 0 {
+					s.ct.sync(nss, s.opts.ProcRoot)
+				}
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+			poll = true
+		case f := <-flows:
+			batch = append(batch[:0], f)
+		drain:
+			for len(batch) < flowBatch {
+				select {
+				case f := <-flows:
+					batch = append(batch, f)
+				default:
+					break drain
+				}
+			}
+			if !send(s.flowEvents(batch)) {
+				return ctx.Err()
+			}
 		}
 	}
 }
 
 // Live reports how the sensor runs, for status: degraded when polls fail,
-// or sockets exceed MaxTracked. The detail always says that connections
-// shorter than the interval are not seen (no conntrack listener yet).
+// sockets exceed MaxTracked, or conntrack was asked for and cannot run.
+// The detail says whether connections shorter than the interval are seen
+// (conntrack) or missed, and where.
 func (s *Sensor) Live() (degraded bool, detail string) {
 	st := s.Stats()
 	if st.Polls == 0 {
@@ -200,15 +276,24 @@ func (s *Sensor) Live() (degraded bool, detail string) {
 		detail += fmt.Sprintf("; %d failed polls (last: %s)", st.Errors, st.LastError)
 		degraded = degraded || st.LastError != ""
 	}
-	detail += "; polling only: connections shorter than the interval are missed"
-	return degraded, detail
+	if s.opts.Conntrack && !st.Conntrack.Enabled {
+		st.Conntrack.Enabled = true // asked for, Run not (yet) started
+	}
+	d, ct := ctText(st.Conntrack, s.opts.Interval)
+	return degraded || d, detail + ct
 }
 
-// Stats returns a copy of the counters.
+// Stats returns a copy of the counters, with the conntrack listeners'
+// summed while Run runs.
 func (s *Sensor) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	st.Conntrack.Inactive = slices.Clone(st.Conntrack.Inactive)
+	if s.ct != nil {
+		s.ct.stats(&st.Conntrack)
+	}
+	return st
 }
 
 func (s *Sensor) setStats(f func(st *Stats)) {
@@ -392,6 +477,7 @@ func (s *Sensor) readAll() ([]nsTable, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	s.nss = nss
 	var tables []nsTable
 	bad := 0
 	for _, id := range nss.ids {

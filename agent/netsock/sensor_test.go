@@ -15,11 +15,11 @@ import (
 // fakeProc builds a /proc tree: namespaces, fd links, tables and the
 // files proc.Reader reads.
 type fakeProc struct {
-	t    *testing.T
+	t    testing.TB
 	root string
 }
 
-func newFakeProc(t *testing.T) *fakeProc {
+func newFakeProc(t testing.TB) *fakeProc {
 	f := &fakeProc{t: t, root: t.TempDir()}
 	f.link("self/ns/net", "net:[1]")
 	f.write("passwd", "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n")
