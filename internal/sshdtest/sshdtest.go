@@ -27,7 +27,12 @@ type Server struct {
 
 // Start runs sshd -D listening on listen ("127.0.0.1" when empty) and a
 // free port, and waits until it accepts connections.
-func Start(t testing.TB, listen string) *Server {
+func Start(t testing.TB, listen string) *Server { return StartIn(t, nil, listen, 0) }
+
+// StartIn is Start with sshd run under a command prefix (["ip", "netns",
+// "exec", NAME] to put it in a network namespace) and a fixed port when
+// port is not 0; dial is how the test reaches it (Do in the namespace).
+func StartIn(t testing.TB, prefix []string, listen string, port int) *Server {
 	t.Helper()
 	integration.Root(t)
 	sshd := integration.Binary(t, "sshd")
@@ -48,7 +53,9 @@ func Start(t testing.TB, listen string) *Server {
 			integration.Skip(t, "cannot create /run/sshd: "+err.Error())
 		}
 	}
-	port := freePort(t, listen)
+	if port == 0 {
+		port = freePort(t, listen)
+	}
 	conf := fmt.Sprintf("Port %d\nListenAddress %s\nHostKey %s\nPidFile none\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nLogLevel ERROR\n",
 		port, listen, key)
 	confPath := filepath.Join(dir, "sshd_config")
@@ -56,7 +63,8 @@ func Start(t testing.TB, listen string) *Server {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	cmd := exec.Command(sshd, "-D", "-e", "-f", confPath)
+	argv := append(append([]string(nil), prefix...), sshd, "-D", "-e", "-f", confPath)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("sshd: %v", err)
@@ -72,6 +80,16 @@ func Start(t testing.TB, listen string) *Server {
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)
+	for len(prefix) > 0 {
+		// Not reachable from here: wait for the log-free start instead.
+		select {
+		case err := <-exited:
+			stopped = true
+			t.Fatalf("sshd exited: %v: %s", err, strings.TrimSpace(stderr.String()))
+		case <-time.After(300 * time.Millisecond):
+			return s
+		}
+	}
 	for {
 		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
 		if err == nil {

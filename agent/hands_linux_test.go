@@ -1,0 +1,352 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/picket-agent/picket/actions"
+	"github.com/picket-agent/picket/actions/account"
+	"github.com/picket-agent/picket/actions/emergency"
+	"github.com/picket-agent/picket/audit"
+	"github.com/picket-agent/picket/internal/integration"
+	"github.com/picket-agent/picket/internal/netnstest"
+	"github.com/picket-agent/picket/internal/sshdtest"
+	"github.com/picket-agent/picket/schema"
+	"github.com/picket-agent/picket/state"
+)
+
+// Issue 7's checks, with the real executors: nftables in a server
+// namespace S, clients in their own namespaces, real TCP and a real sshd.
+//
+//	C1 198.18.1.2 (attacker)  ── S 198.18.1.1
+//	C2 198.18.2.2 (other)     ── S 198.18.2.1
+//	C3 198.18.3.2 (admin)     ── S 198.18.3.1
+type handsRig struct {
+	s, c1, c2, c3 *netnstest.NS
+	dir           string
+	st            *state.Store
+	h             *Hands
+	pol           *schema.Policy
+}
+
+const testTable = "picket-test"
+
+func newHandsRig(t *testing.T) *handsRig {
+	t.Helper()
+	integration.Binary(t, "nft")
+	r := &handsRig{s: netnstest.New(t, "hands", "s"), c1: netnstest.New(t, "hands", "c1"),
+		c2: netnstest.New(t, "hands", "c2"), c3: netnstest.New(t, "hands", "c3")}
+	for i, c := range []*netnstest.NS{r.c1, r.c2, r.c3} {
+		n := i + 1
+		netnstest.Link(t, r.s, fmt.Sprintf("s-c%d", n), fmt.Sprintf("198.18.%d.1/24", n), c, fmt.Sprintf("c%d", n), fmt.Sprintf("198.18.%d.2/24", n))
+		c.IP(t, "route", "add", "default", "via", fmt.Sprintf("198.18.%d.1", n))
+		c.Serve(t, fmt.Sprintf("198.18.%d.2:7000", n))
+	}
+	r.s.Serve(t, "0.0.0.0:7000")
+	r.dir = t.TempDir()
+	etc := filepath.Join(r.dir, "root", "etc")
+	os.MkdirAll(etc, 0o755)
+	os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000:Alice:/home/alice:/bin/bash\n"), 0o644)
+	os.WriteFile(filepath.Join(etc, "shadow"), []byte("root:*:19000:0:99999:7:::\nalice:$y$j9T$salt$hash:19000:0:99999:7:::\n"), 0o640)
+	var err error
+	r.st, err = state.Open(context.Background(), filepath.Join(r.dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.st.Close() })
+	r.pol, err = schema.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pol.Whitelist.AdminIPs = map[string]schema.WhitelistIP{"admin": {CIDR: "198.18.3.2"}}
+	r.pol.Actions.Health.Checks = nil
+	r.pol.Actions.ReconcileInterval = schema.Duration(time.Second)
+	r.h = r.hands(t, r.st)
+	return r
+}
+
+func (r *handsRig) hands(t *testing.T, st *state.Store) *Hands {
+	t.Helper()
+	h, err := NewHands(HandsConfig{Store: st, StateDir: filepath.Join(r.dir, "state"), Table: testTable, NetNS: r.s.FD(),
+		Accounts: account.Files{Passwd: filepath.Join(r.dir, "root/etc/passwd"), Shadow: filepath.Join(r.dir, "root/etc/shadow")},
+		Nologin: filepath.Join(r.dir, "nologin"), ResolvConf: filepath.Join(r.dir, "resolv.conf"), DockerSocket: filepath.Join(r.dir, "no-docker.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Firewall == nil {
+		t.Fatal("no firewall in the test namespace")
+	}
+	t.Cleanup(func() {
+		h.Firewall.Remove()
+		h.Close()
+	})
+	h.SetPolicy(r.pol)
+	return h
+}
+
+func (r *handsRig) do(t *testing.T, kind, target string, ttl time.Duration) actions.Action {
+	t.Helper()
+	a, err := r.h.Engine.Do(context.Background(), actions.Request{Incident: 1, Kind: kind, Target: target, TTL: ttl, Reason: "test incident at contain"})
+	if err != nil {
+		t.Fatalf("%s %s: %v", kind, target, err)
+	}
+	return a
+}
+
+func (r *handsRig) reach(from *netnstest.NS, dst string) bool { return from.Dial("", dst) == nil }
+
+func TestBlockSourceAndExpiry(t *testing.T) {
+	r := newHandsRig(t)
+	if !r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("no connectivity before the block")
+	}
+	a := r.do(t, actions.BlockSource, "198.18.1.2", 3*time.Second)
+	if a.Status != actions.StatusApplied {
+		t.Fatalf("block: %+v", a)
+	}
+	if r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("blocked source still connects")
+	}
+	if !r.reach(r.c2, "198.18.2.1:7000") {
+		t.Fatal("another source is blocked too")
+	}
+	// The kernel drops the element at its TTL without the agent.
+	netnstest.Eventually(t, 6*time.Second, "the block did not expire in the kernel", func() bool { return r.reach(r.c1, "198.18.1.1:7000") })
+	if err := r.h.Engine.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := r.st.Action(context.Background(), a.ID)
+	if got.Status != actions.StatusExpired {
+		t.Fatalf("journal after expiry: %+v", got)
+	}
+}
+
+// TestAdminNeverBlocked: whatever the incident, the admin address is
+// refused by the guard and keeps connecting.
+func TestAdminNeverBlocked(t *testing.T) {
+	r := newHandsRig(t)
+	for _, target := range []string{"198.18.3.2", "198.18.3.0/24", "198.18.0.0/15"} {
+		if a := r.do(t, actions.BlockSource, target, time.Minute); a.Status != actions.StatusRefused {
+			t.Fatalf("%s: %+v", target, a)
+		}
+	}
+	if !r.reach(r.c3, "198.18.3.1:7000") {
+		t.Fatal("admin cannot connect")
+	}
+}
+
+// TestFlushReasserted: `nft flush ruleset` while a block is in force; the
+// running engine restores it (watch, or the reconcile period).
+func TestFlushReasserted(t *testing.T) {
+	r := newHandsRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// Through the queue, as the agent does: Run owns the host side.
+	r.h.Engine.Submit(ctx, actions.Request{Incident: 1, Kind: actions.BlockSource, Target: "198.18.1.2", TTL: time.Minute, Reason: "test"})
+	netnstest.Eventually(t, 5*time.Second, "block not applied", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
+	r.s.Exec(t, "nft", "flush", "ruleset")
+	netnstest.Eventually(t, 5*time.Second, "block not re-asserted after nft flush ruleset", func() bool {
+		return !r.reach(r.c1, "198.18.1.1:7000")
+	})
+	if !strings.Contains(auditText(t, r.st), "re-asserted") {
+		t.Fatal("re-assertion not audited")
+	}
+}
+
+// TestHealthCheckRollsBack: a block that breaks a health check (the
+// monitored service is the blocked destination) is rolled back at once.
+func TestHealthCheckRollsBack(t *testing.T) {
+	r := newHandsRig(t)
+	// The check runs where the service is reached from: inside S.
+	py := integration.Binary(t, "python3")
+	r.pol.Actions.Health.Checks = []schema.Check{{Name: "monitor", Timeout: schema.Duration(3 * time.Second),
+		Exec: []string{integration.Binary(t, "ip"), "netns", "exec", r.s.Name, py, "-c", "import socket; socket.create_connection(('198.18.2.2', 7000), 1)"}}}
+	a := r.do(t, actions.BlockDestination, "198.18.2.2", time.Hour)
+	if a.Status != actions.StatusRolledBack || !strings.Contains(a.Note, `"monitor"`) {
+		t.Fatalf("not rolled back: %+v", a)
+	}
+	if !r.reach(r.s, "198.18.2.2:7000") {
+		t.Fatal("destination still blocked after the rollback")
+	}
+}
+
+// TestContainment: outbound only to the allow list, an established SSH
+// session survives, new SSH only from the admin, and everything is as
+// before at expiry.
+func TestContainment(t *testing.T) {
+	r := newHandsRig(t)
+	srv := sshdtest.StartIn(t, []string{"ip", "netns", "exec", r.s.Name}, "0.0.0.0", 2222)
+	r.pol.Actions.Containment.Allow = []string{"198.18.2.2"}
+	if err := r.h.Firewall.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	r.h.SetPolicy(r.pol) // fills the admin set, as a reload does
+	before := r.s.Exec(t, "nft", "list", "ruleset")
+	// An SSH session opened before containment.
+	var sess net.Conn
+	var rd *bufio.Reader
+	err := r.c1.Do(func() (err error) {
+		sess, err = net.DialTimeout("tcp", "198.18.1.1:2222", 2*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("ssh before containment: %v", err)
+	}
+	defer sess.Close()
+	sess.SetDeadline(time.Now().Add(5 * time.Second))
+	rd = bufio.NewReader(sess)
+	if l, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(l, "SSH-") {
+		t.Fatalf("banner: %q %v", l, err)
+	}
+	_ = srv
+
+	a := r.do(t, actions.Containment, "host", 5*time.Second)
+	if a.Status != actions.StatusApplied {
+		t.Fatalf("containment: %+v", a)
+	}
+	if !r.reach(r.s, "198.18.2.2:7000") {
+		t.Fatal("outbound to the allow list fails")
+	}
+	if r.reach(r.s, "198.18.1.2:7000") {
+		t.Fatal("outbound to a non-allowed address works")
+	}
+	// The established session continues: our ident gets the server's
+	// key exchange back.
+	if _, err := sess.Write([]byte("SSH-2.0-picket-test\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rd.Peek(16); err != nil {
+		t.Fatalf("established SSH session cut: %v", err)
+	}
+	if sshBanner(r.c1, "198.18.1.1:2222") == nil {
+		t.Fatal("new SSH from a non-admin address works during containment")
+	}
+	if err := sshBanner(r.c3, "198.18.3.1:2222"); err != nil {
+		t.Fatalf("new SSH from the admin address fails: %v", err)
+	}
+	// At expiry (kernel timeout, then the engine's expiry) all is back.
+	time.Sleep(time.Until(a.Expires))
+	if err := r.h.Engine.Expire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !r.reach(r.s, "198.18.1.2:7000") || sshBanner(r.c1, "198.18.1.1:2222") != nil {
+		t.Fatal("containment still in force after expiry")
+	}
+	if after := r.s.Exec(t, "nft", "list", "ruleset"); after != before {
+		t.Fatalf("ruleset differs from the snapshot:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+func sshBanner(from *netnstest.NS, addr string) error {
+	return from.Do(func() error {
+		c, err := net.DialTimeout("tcp", addr, 700*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(l, "SSH-") {
+			return fmt.Errorf("not ssh: %q", l)
+		}
+		return nil
+	})
+}
+
+// TestDisableUserRoundTrip: disable then roll back leaves the shadow file
+// byte-identical, and the emergency registry empty.
+func TestDisableUserRoundTrip(t *testing.T) {
+	r := newHandsRig(t)
+	shadow := filepath.Join(r.dir, "root/etc/shadow")
+	orig, _ := os.ReadFile(shadow)
+	a := r.do(t, actions.DisableUser, "alice", time.Hour)
+	if a.Status != actions.StatusApplied {
+		t.Fatalf("disable: %+v", a)
+	}
+	if exp, _ := account.Expire(account.Files{Passwd: filepath.Join(r.dir, "root/etc/passwd"), Shadow: shadow}, "alice"); exp != account.DisabledExpire {
+		t.Fatalf("expiry %q", exp)
+	}
+	if a := r.do(t, actions.DisableUser, "root", time.Hour); a.Status != actions.StatusRefused {
+		t.Fatalf("root: %+v", a)
+	}
+	if _, err := r.h.Engine.Rollback(context.Background(), a.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.ReadFile(shadow); string(now) != string(orig) {
+		t.Fatalf("shadow changed:\n%s\nwas\n%s", now, orig)
+	}
+	users, _ := (&emergency.Registry{Dir: emergency.DirIn(filepath.Join(r.dir, "state"))}).Users()
+	if len(users) != 0 {
+		t.Fatalf("registry still lists %v", users)
+	}
+}
+
+// TestEmergencyScript: the standalone script undoes a block, containment,
+// an SSH pause and a disabled account with no picket binary at all.
+func TestEmergencyScript(t *testing.T) {
+	r := newHandsRig(t)
+	integration.Binary(t, "chage")
+	nologin := filepath.Join(r.dir, "nologin")
+	os.WriteFile(nologin, []byte("maintenance until 18:00\n"), 0o644)
+	shadow := filepath.Join(r.dir, "root/etc/shadow")
+	for _, k := range []struct{ kind, target string }{
+		{actions.BlockSource, "198.18.1.2"}, {actions.Containment, "host"}, {actions.PauseSSH, "sshd"}, {actions.DisableUser, "alice"},
+	} {
+		if a := r.do(t, k.kind, k.target, time.Hour); a.Status != actions.StatusApplied {
+			t.Fatalf("%s: %+v", k.kind, a)
+		}
+	}
+	if r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("not blocked")
+	}
+	script := filepath.Join(t.TempDir(), "picket-emergency-stop")
+	os.WriteFile(script, emergency.Script, 0o755)
+	for run := 0; run < 2; run++ { // idempotent
+		cmd := exec.Command("ip", "netns", "exec", r.s.Name, "/bin/sh", script)
+		cmd.Env = append(os.Environ(), "PICKET_STATE_DIR="+filepath.Join(r.dir, "state"), "PICKET_ROOT="+filepath.Join(r.dir, "root"),
+			"PICKET_NOLOGIN="+nologin, "PICKET_NFT_TABLE="+testTable, "DOCKER_SOCKET="+filepath.Join(r.dir, "no-docker.sock"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", run, err, out)
+		}
+		t.Logf("run %d:\n%s", run, out)
+	}
+	if strings.Contains(r.s.Exec(t, "nft", "list", "tables"), testTable) {
+		t.Fatal("table still there")
+	}
+	if !r.reach(r.c1, "198.18.1.1:7000") || !r.reach(r.s, "198.18.1.2:7000") {
+		t.Fatal("traffic still blocked")
+	}
+	if b, _ := os.ReadFile(nologin); string(b) != "maintenance until 18:00\n" {
+		t.Fatalf("nologin: %q", b)
+	}
+	if exp, _ := account.Expire(account.Files{Passwd: filepath.Join(r.dir, "root/etc/passwd"), Shadow: shadow}, "alice"); exp != "" {
+		t.Fatalf("alice still expires: %q", exp)
+	}
+}
+
+func auditText(t *testing.T, st *state.Store) string {
+	t.Helper()
+	var b strings.Builder
+	err := st.EachAudit(context.Background(), state.AuditFilter{}, func(e audit.Entry) error {
+		b.WriteString(e.Message + "\n")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
