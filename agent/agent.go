@@ -146,8 +146,13 @@ type runner struct {
 	// promotePending: the period ended while the agent was stopped.
 	promotePending bool
 	learningSaved  time.Time
-	dirty          bool
-	counters       Counters
+	// relearn is the current or last relearn (relearn.go); relearnModel
+	// learns while one runs.
+	relearn      RelearnStatus
+	relearnModel *baseline.Model
+	relearnSaved time.Time
+	dirty        bool
+	counters     Counters
 }
 
 // Run runs the agent until ctx is cancelled. See the package comment for
@@ -244,6 +249,11 @@ loop:
 				runErr = err
 				break loop
 			}
+			// A failed relearn step is retried on the next beat; it must
+			// not stop the agent.
+			if err := r.relearnTick(ctx, now); err != nil && ctx.Err() == nil {
+				a.log.Error("baseline relearn", "err", err)
+			}
 			r.pl.Tick(now)
 			if err := r.commit(ctx); err != nil {
 				runErr = err
@@ -267,6 +277,11 @@ loop:
 		case req := <-a.applyCh:
 			req.done <- r.apply(ctx, req)
 		}
+	}
+	// A step that lost the race with the cancellation failed only for
+	// that: the final commit below, on a fresh context, does its work.
+	if runErr != nil && ctx.Err() != nil && errors.Is(runErr, context.Canceled) {
+		runErr = nil
 	}
 	a.notify("STOPPING=1")
 	// Workers (git sync) stop before the last commit so nothing they
@@ -295,6 +310,11 @@ drain:
 	if r.learning {
 		if err := r.saveLearning(context.Background(), time.Now()); err != nil {
 			r.a.log.Error("saving the learned model failed", "err", err)
+		}
+	}
+	if r.relearn.Active {
+		if err := r.saveRelearn(context.Background(), time.Now(), true); err != nil {
+			r.a.log.Error("saving the relearned model failed", "err", err)
 		}
 	}
 	// A fresh context: the run's is cancelled, the last writes must happen.
@@ -355,10 +375,13 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 			r.a.log.Warn("stored baseline unreadable; deviation rules off until the next promotion", "version", latest.N, "err", err)
 		} else {
 			r.model = m
-			r.deviations = baseline.NewDeviations(m, baseline.DefaultWeights())
+			r.deviations = baseline.NewDeviations(m, baseline.Config{})
 		}
 	}
 	r.learning = LearningAt(started, r.policy.Learning.Period.D(), now).Active
+	if err := r.resumeRelearn(ctx); err != nil {
+		return fmt.Errorf("agent: relearn: %w", err)
+	}
 	if _, ok := r.versions.Latest(); !ok {
 		m, ok, err := loadLearning(ctx, r.st)
 		if err != nil {
@@ -398,7 +421,7 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 	r.status = Status{Version: r.a.cfg.Version, Hostname: host, PID: os.Getpid(), State: "running", Started: now,
 		Root: os.Geteuid() == 0, Mode: r.policy.Mode, Config: cs}
 	r.status.Learning = LearningAt(started, r.policy.Learning.Period.D(), now)
-	return r.st.Update(ctx, func(tx *state.Tx) error {
+	err = r.st.Update(ctx, func(tx *state.Tx) error {
 		if first {
 			if err := tx.SetMetaJSON(ctx, MetaLearningStarted, started); err != nil {
 				return err
@@ -417,6 +440,11 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 		}
 		return tx.SetMetaJSON(ctx, MetaPolicy, r.policy)
 	})
+	if err != nil {
+		return err
+	}
+	// A relearn requested while the agent was stopped starts now.
+	return r.relearnTick(ctx, now)
 }
 
 func (r *runner) appliedEntry(ctx context.Context, tx *state.Tx, cs ConfigStatus, now time.Time) error {
@@ -448,6 +476,9 @@ func (r *runner) handle(it sensor.Item) {
 	r.counters.Events++
 	if r.learning {
 		r.model.Learn(it.Event)
+	}
+	if r.relearnModel != nil {
+		r.relearnModel.Learn(it.Event)
 	}
 	r.pl.Process(it.Event)
 }
@@ -554,7 +585,7 @@ func (r *runner) detectors(p *schema.Policy) []detect.Detector {
 		out = r.a.cfg.Detectors(p)
 	}
 	if r.deviations != nil {
-		out = append(out, r.deviations)
+		out = append(out, r.deviations.WithConfig(baseline.ConfigFromPolicy(p, "")))
 	}
 	return out
 }
@@ -578,7 +609,7 @@ func (r *runner) learningTick(ctx context.Context, now time.Time) error {
 	if _, ok := r.versions.Latest(); ok {
 		return nil
 	}
-	if err := r.promote(ctx, "end of learning period", now); err != nil {
+	if _, err := r.promote(ctx, r.model, "end of learning period", now); err != nil {
 		return fmt.Errorf("agent: promote baseline: %w", err)
 	}
 	r.a.log.Info("baseline promoted", "keys", r.model.Len())

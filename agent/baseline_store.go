@@ -52,15 +52,17 @@ func LoadBaselines(ctx context.Context, st *state.Store) (*baseline.Versions, er
 	return baseline.Load(ctx, st)
 }
 
-// promote makes the learned model the new baseline version, stores it and
-// audits it in one transaction, and turns on the deviation rules.
-func (r *runner) promote(ctx context.Context, reason string, now time.Time) error {
-	v := r.versions.Promote(r.model, reason, now)
+// promote makes m the new baseline version, stores it and audits it in one
+// transaction, and turns on the deviation rules against it. The syncer
+// exports the newest version to the host branch with the batch carrying
+// its audit entry.
+func (r *runner) promote(ctx context.Context, m *baseline.Model, reason string, now time.Time) (baseline.Version, error) {
+	v := r.versions.Promote(m, reason, now)
 	all := r.versions.All()
 	if len(all) > maxBaselineVersions {
 		all = all[len(all)-maxBaselineVersions:]
 	}
-	counts := r.model.Len()
+	counts := m.Len()
 	kinds := make([]string, 0, len(counts))
 	for k := range counts {
 		kinds = append(kinds, k)
@@ -80,9 +82,10 @@ func (r *runner) promote(ctx context.Context, reason string, now time.Time) erro
 		return err
 	})
 	if err != nil {
-		return err
+		return v, err
 	}
-	r.deviations = baseline.NewDeviations(r.model, baseline.DefaultWeights())
+	r.model = m
+	r.deviations = baseline.NewDeviations(m, baseline.Config{})
 	// Rebuild the detectors so the deviation rules join them.
-	return r.pl.SetPolicy(r.policy)
+	return v, r.pl.SetPolicy(r.policy)
 }

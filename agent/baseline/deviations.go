@@ -8,40 +8,30 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/picket-agent/picket/agent/event"
 	"github.com/picket-agent/picket/agent/signal"
-)
-
-// Deviation rule ids.
-const (
-	RuleNewProcess     = "baseline.new_process"
-	RuleNewDestination = "baseline.new_destination"
-	RuleNewListener    = "baseline.new_listener"
-	RuleAuthAnomaly    = "baseline.auth_anomaly"
 )
 
 // maxKnownInText bounds how many known keys a reason lists, so a reason
 // stays one readable line however large the baseline is.
 const maxKnownInText = 5
 
-// Weights are the signal weights of the deviation rules (from config);
-// zero fields take DefaultWeights.
-type Weights struct {
-	NewProcess, NewDestination, NewListener, AuthAnomaly float64
-}
-
-// DefaultWeights are the weights the issue starts from.
-func DefaultWeights() Weights {
-	return Weights{NewProcess: 30, NewDestination: 30, NewListener: 30, AuthAnomaly: 30}
-}
-
 // Deviations reports events the promoted baseline has never seen. It holds
 // a frozen index of the baseline, built once, so each event costs a few map
-// look-ups; it never learns (drift learning is the Model's job, gated by
-// open incidents).
+// look-ups; it never learns (drift learning is the agent's job, gated by
+// open incidents). Its only running state is the current minute's request
+// counts (bounded) and when a package manager last ran.
 type Deviations struct {
-	w         Weights
+	idx     *index
+	c       Config
+	rates   *rateTracker
+	lastPkg time.Time
+}
+
+// index is the frozen baseline, shared by the detectors built from it.
+type index struct {
 	procs     map[procKey]uint64
 	children  map[string][]known // parent exe → child exes
 	asUser    map[[2]string][]known
@@ -50,6 +40,17 @@ type Deviations struct {
 	listen    map[listenKey]uint64
 	listeners map[string][]known // exe → listeners
 	users     map[string]*userIndex
+	webSrc    map[string]*rateRef
+	webCli    map[string]*rateRef
+	pers      map[persistKey]bool
+	persPath  map[[2]string]int // (what, path) → entries known
+	files     map[string]string
+}
+
+// rateRef is one source's or client's learned rates.
+type rateRef struct {
+	peaks  [24]uint32
+	s4, s5 float64 // learned 4xx and 5xx shares
 }
 
 // known is one known thing and how often it was seen, for reasons.
@@ -64,19 +65,16 @@ type userIndex struct {
 	prefixL  []known
 	methodL  []known
 	hours    [24]uint64
+	logins   uint64
 }
 
 // NewDeviations builds the detector from a promoted model.
-func NewDeviations(m *Model, w Weights) *Deviations {
-	d := DefaultWeights()
-	w.NewProcess = cmp.Or(w.NewProcess, d.NewProcess)
-	w.NewDestination = cmp.Or(w.NewDestination, d.NewDestination)
-	w.NewListener = cmp.Or(w.NewListener, d.NewListener)
-	w.AuthAnomaly = cmp.Or(w.AuthAnomaly, d.AuthAnomaly)
+func NewDeviations(m *Model, c Config) *Deviations {
 	s := m.Snapshot()
-	x := &Deviations{w: w, procs: map[procKey]uint64{}, children: map[string][]known{}, asUser: map[[2]string][]known{},
+	x := &index{procs: map[procKey]uint64{}, children: map[string][]known{}, asUser: map[[2]string][]known{},
 		out: map[outKey]uint64{}, dests: map[string][]known{}, listen: map[listenKey]uint64{}, listeners: map[string][]known{},
-		users: map[string]*userIndex{}}
+		users: map[string]*userIndex{}, webSrc: map[string]*rateRef{}, webCli: map[string]*rateRef{},
+		pers: map[persistKey]bool{}, persPath: map[[2]string]int{}, files: map[string]string{}}
 	for _, e := range s.Process {
 		x.procs[procKey{e.Parent, e.Exe, e.User}] = e.Count
 		x.children[e.Parent] = addKnown(x.children[e.Parent], path.Base(e.Exe), e.Count)
@@ -101,12 +99,35 @@ func NewDeviations(m *Model, w Weights) *Deviations {
 		u.methodL = addKnown(u.methodL, orUnknown(e.Method), e.Count)
 	}
 	for _, e := range s.Auth.Hours {
-		x.user(e.User).hours = e.Hours
+		u := x.user(e.User)
+		u.hours = e.Hours
+		for _, n := range e.Hours {
+			u.logins += n
+		}
 	}
-	return x
+	for _, r := range s.Web.Sources {
+		x.webSrc[r.Key] = &rateRef{peaks: r.Peaks, s4: errorShare(r.E4xx, r.Requests), s5: errorShare(r.E5xx, r.Requests)}
+	}
+	for _, r := range s.Web.Clients {
+		x.webCli[r.Key] = &rateRef{peaks: r.Peaks, s4: errorShare(r.E4xx, r.Requests), s5: errorShare(r.E5xx, r.Requests)}
+	}
+	for _, e := range s.Persist {
+		x.pers[persistKey{e.What, e.Path, e.Entry}] = true
+		x.persPath[[2]string{e.What, e.Path}]++
+	}
+	for _, e := range s.Files {
+		x.files[e.Path] = e.SHA256
+	}
+	return &Deviations{idx: x, c: c.orDefault(), rates: newRateTracker()}
 }
 
-func (x *Deviations) user(name string) *userIndex {
+// WithConfig returns a detector on the same baseline with another
+// configuration (a policy reload), its running counts fresh.
+func (x *Deviations) WithConfig(c Config) *Deviations {
+	return &Deviations{idx: x.idx, c: c.orDefault(), rates: newRateTracker()}
+}
+
+func (x *index) user(name string) *userIndex {
 	u := x.users[name]
 	if u == nil {
 		u = &userIndex{prefixes: map[netip.Prefix]bool{}, methods: map[string]bool{}}
@@ -157,15 +178,37 @@ func times(n uint64) string {
 
 // Observe checks one event against the baseline.
 func (x *Deviations) Observe(ev *event.Event, emit func(signal.Signal)) {
+	if x.c.Disabled {
+		return
+	}
 	switch ev.Kind {
 	case event.ProcExec:
-		x.exec(ev, emit)
+		x.packageManager(ev)
+		if x.c.Weights.NewProcess > 0 {
+			x.exec(ev, emit)
+		}
 	case event.NetConnect:
-		x.connect(ev, emit)
+		if x.c.Weights.NewDestination > 0 {
+			x.connect(ev, emit)
+		}
 	case event.NetListen:
-		x.listenEv(ev, emit)
+		if x.c.Weights.NewListener > 0 {
+			x.listenEv(ev, emit)
+		}
 	case event.AuthSuccess:
-		x.login(ev, emit)
+		if x.c.Weights.AuthAnomaly > 0 {
+			x.login(ev, emit)
+		}
+	case event.WebRequest:
+		x.web(ev, emit)
+	case event.PersistChanged:
+		if x.c.Weights.NewPersistence > 0 {
+			x.persist(ev, emit)
+		}
+	case event.FileChanged:
+		if x.c.Weights.FileChanged > 0 {
+			x.file(ev, emit)
+		}
 	}
 }
 
@@ -174,7 +217,7 @@ func (x *Deviations) exec(ev *event.Event, emit func(signal.Signal)) {
 	if !ok {
 		return
 	}
-	if _, seen := x.procs[k]; seen {
+	if _, seen := x.idx.procs[k]; seen {
 		return
 	}
 	p := ev.Proc
@@ -185,17 +228,17 @@ func (x *Deviations) exec(ev *event.Event, emit func(signal.Signal)) {
 		pname = nameOf(p.Lineage[0].Exe, p.Lineage[0].Comm)
 	}
 	reason := fmt.Sprintf("%s under %s has never run before", procName(p), parent)
-	if users := x.asUser[[2]string{k.parent, k.exe}]; len(users) > 0 {
+	if users := x.idx.asUser[[2]string{k.parent, k.exe}]; len(users) > 0 {
 		reason = fmt.Sprintf("%s under %s has never run as %s before, only as %s", procName(p), parent, k.user, listKnown(users))
 	} else {
 		reason += " (as " + k.user + ")"
 	}
-	reason += fmt.Sprintf("; known children of %s: %s", pname, listKnown(x.children[k.parent]))
+	reason += fmt.Sprintf("; known children of %s: %s", pname, listKnown(x.idx.children[k.parent]))
 	ents := []signal.Entity{{Kind: signal.Process, Value: strconv.Itoa(p.PID)}}
 	if p.PPID > 1 {
 		ents = append(ents, signal.Entity{Kind: signal.Process, Value: strconv.Itoa(p.PPID)})
 	}
-	x.emit(ev, emit, RuleNewProcess, signal.Execution, x.w.NewProcess, ents, reason,
+	x.emit(ev, emit, RuleNewProcess, signal.Execution, x.c.Weights.NewProcess, ents, reason,
 		"exec:"+k.parent+"→"+k.exe+"@"+k.user)
 }
 
@@ -204,7 +247,7 @@ func (x *Deviations) connect(ev *event.Event, emit func(signal.Signal)) {
 	if !ok {
 		return
 	}
-	if _, seen := x.out[k]; seen {
+	if _, seen := x.idx.out[k]; seen {
 		return
 	}
 	who := "an unattributed socket"
@@ -212,12 +255,12 @@ func (x *Deviations) connect(ev *event.Event, emit func(signal.Signal)) {
 		who = procName(ev.Proc) + " " + k.exe
 	}
 	reason := fmt.Sprintf("%s connected to %s port %d/%s: %s never seen for %s; known destinations: %s",
-		who, ev.Net.Remote.Unmap(), k.port, k.proto, prefixString(k.prefix), orUnknown(k.exe), listKnown(x.dests[k.exe]))
+		who, ev.Net.Remote.Unmap(), k.port, k.proto, prefixString(k.prefix), orUnknown(k.exe), listKnown(x.idx.dests[k.exe]))
 	ents := []signal.Entity{{Kind: signal.IP, Value: ev.Net.Remote.Unmap().WithZone("").String()}}
 	if ev.Proc != nil {
 		ents = append(ents, signal.Entity{Kind: signal.Process, Value: strconv.Itoa(ev.Proc.PID)})
 	}
-	x.emit(ev, emit, RuleNewDestination, signal.Exfiltration, x.w.NewDestination, ents, reason,
+	x.emit(ev, emit, RuleNewDestination, signal.Exfiltration, x.c.Weights.NewDestination, ents, reason,
 		fmt.Sprintf("connect:%s→%s:%d/%s", k.exe, prefixString(k.prefix), k.port, k.proto))
 }
 
@@ -226,7 +269,7 @@ func (x *Deviations) listenEv(ev *event.Event, emit func(signal.Signal)) {
 	if !ok {
 		return
 	}
-	if _, seen := x.listen[k]; seen {
+	if _, seen := x.idx.listen[k]; seen {
 		return
 	}
 	who := "an unattributed socket"
@@ -236,24 +279,30 @@ func (x *Deviations) listenEv(ev *event.Event, emit func(signal.Signal)) {
 		ents = append(ents, signal.Entity{Kind: signal.Process, Value: strconv.Itoa(ev.Proc.PID)})
 	}
 	reason := fmt.Sprintf("%s listens on %d/%s, never seen before; known listeners of %s: %s",
-		who, k.port, k.proto, orUnknown(k.exe), listKnown(x.listeners[k.exe]))
-	x.emit(ev, emit, RuleNewListener, signal.Persistence, x.w.NewListener, ents, reason,
+		who, k.port, k.proto, orUnknown(k.exe), listKnown(x.idx.listeners[k.exe]))
+	x.emit(ev, emit, RuleNewListener, signal.Persistence, x.c.Weights.NewListener, ents, reason,
 		fmt.Sprintf("listen:%s:%d/%s", k.exe, k.port, k.proto))
 }
 
+// login flags a new source prefix, a new method, or an unusual hour. The
+// hour is the host's local time (people keep office hours in their own
+// zone), a neighbouring hour counts as usual (a login at 08:55 and one at
+// 09:05 are the same habit), and hours are judged only for users with
+// enough learned logins to have a habit at all.
 func (x *Deviations) login(ev *event.Event, emit func(signal.Signal)) {
 	k, ok := loginKeyOf(ev)
 	if !ok {
 		return
 	}
-	hour := cleanTime(ev.Time).Hour()
+	local := ev.Time.In(x.c.Loc)
+	hour := local.Hour()
 	from := "locally"
 	if ev.Addr.IsValid() {
 		from = "from " + ev.Addr.Unmap().WithZone("").String()
 	}
-	head := fmt.Sprintf("%s logged in by %s %s at %02dh UTC", k.user, orUnknown(k.method), from, hour)
+	head := fmt.Sprintf("%s logged in by %s %s at %02dh %s", k.user, orUnknown(k.method), from, hour, local.Format("MST"))
 	var why []string
-	u := x.users[k.user]
+	u := x.idx.users[k.user]
 	switch {
 	case u == nil:
 		why = append(why, k.user+" never logged in during the baseline")
@@ -264,8 +313,8 @@ func (x *Deviations) login(ev *event.Event, emit func(signal.Signal)) {
 		if !u.methods[k.method] {
 			why = append(why, fmt.Sprintf("new method %s (known: %s)", orUnknown(k.method), listKnown(u.methodL)))
 		}
-		if u.hours[hour] == 0 {
-			why = append(why, fmt.Sprintf("never logged in at %02dh before (known hours: %s)", hour, listHours(u.hours)))
+		if u.logins >= uint64(x.c.AuthMinLogins) && u.hours[(hour+23)%24]+u.hours[hour]+u.hours[(hour+1)%24] == 0 {
+			why = append(why, fmt.Sprintf("never logged in within an hour of %02dh before (known hours: %s)", hour, listHours(u.hours)))
 		}
 	}
 	if len(why) == 0 {
@@ -277,7 +326,7 @@ func (x *Deviations) login(ev *event.Event, emit func(signal.Signal)) {
 	}
 	// The login's user is the actor (as in the ssh detector), root included.
 	ents = append(ents, signal.Entity{Kind: signal.User, Value: k.user})
-	emit(signal.Signal{Time: ev.Time, Rule: RuleAuthAnomaly, Stage: signal.InitialAccess, Weight: x.w.AuthAnomaly,
+	emit(signal.Signal{Time: ev.Time, Rule: RuleAuthAnomaly, Stage: signal.InitialAccess, Weight: x.c.Weights.AuthAnomaly,
 		Entities: ents, Reason: head + ": " + strings.Join(why, "; "), Evidence: []event.Event{*ev},
 		Subject: fmt.Sprintf("login:%s/%s@%02d", prefixString(k.prefix), k.method, hour)})
 }

@@ -1,19 +1,26 @@
 // Package baseline is the agent's memory of normal: what processes run under
-// which parents, where each executable connects, what listens, and who logs
-// in from where, how and when. The agent learns a Model read-only during the
-// learning period, promotes it to a numbered Version (persisted as
+// which parents, where each executable connects, what listens, who logs in
+// from where, how and when, the request rates and error shares of each web
+// log source and client by hour of day, the persistence entries deploys and
+// updates add, and the content hashes of watched files. The agent learns a
+// Model read-only during the learning period (or alongside detection
+// during a relearn), promotes it to a numbered Version (persisted as
 // baseline/<kind>.json on the host branch, so `git log -p baseline/` shows
 // what changed), and then runs the Deviations detector, which reports what
 // the promoted baseline has never seen. The pipeline feeds Learn and
-// Deviations.Observe; `picket baseline status|show|diff` reads Versions.
+// Deviations.Observe; `picket baseline status|show|diff|relearn` reads
+// Versions.
 //
 // Every part of the model is bounded: an attacker (or a busy host) churning
 // through millions of distinct keys costs a fixed amount of memory, and the
 // keys evicted first are the rarest and, among equally rare ones, the least
 // recently seen, so what the host does routinely survives the churn.
 //
-// Not yet modelled (issue 6): web request and error rates, container image
-// of a process, persistence inventory and file hashes.
+// Hours of the day (logins, request rates) are the host's local time
+// (Config.Loc / NewModelIn), because people and traffic follow the local
+// clock; a model and its detector must use the same zone.
+//
+// Not yet modelled: the container image of a process.
 package baseline
 
 import (
@@ -37,12 +44,25 @@ type Caps struct {
 	Listeners int // (exe, proto, port)
 	Logins    int // (user, source prefix, method)
 	Users     int // per-user hour-of-day histograms
+	// WebSources and WebClients: request-rate models per log source and
+	// per client address.
+	WebSources int
+	WebClients int
+	// Persist: (what, path, entry) persistence entries.
+	Persist int
+	// Files: path → SHA-256 of watched files. This is a digest, not a
+	// copy of the file integrity state (which lives in SQLite, unbounded):
+	// past the cap the files changed least often, then longest ago, are
+	// forgotten first, and a forgotten file only loses the "known
+	// content" exemption of the file_changed rule.
+	Files int
 }
 
 // DefaultCaps sizes the model for a busy server while keeping 100,000 keys
 // well under the memory budget of the issue (30 MB).
 func DefaultCaps() Caps {
-	return Caps{Processes: 20000, Outbound: 50000, Listeners: 2000, Logins: 20000, Users: 5000}
+	return Caps{Processes: 20000, Outbound: 50000, Listeners: 2000, Logins: 20000, Users: 5000,
+		WebSources: 200, WebClients: 20000, Persist: 20000, Files: 50000}
 }
 
 func (c Caps) orDefault() Caps {
@@ -54,7 +74,9 @@ func (c Caps) orDefault() Caps {
 		return def
 	}
 	return Caps{Processes: pick(c.Processes, d.Processes), Outbound: pick(c.Outbound, d.Outbound),
-		Listeners: pick(c.Listeners, d.Listeners), Logins: pick(c.Logins, d.Logins), Users: pick(c.Users, d.Users)}
+		Listeners: pick(c.Listeners, d.Listeners), Logins: pick(c.Logins, d.Logins), Users: pick(c.Users, d.Users),
+		WebSources: pick(c.WebSources, d.WebSources), WebClients: pick(c.WebClients, d.WebClients),
+		Persist: pick(c.Persist, d.Persist), Files: pick(c.Files, d.Files)}
 }
 
 // Model is what normal looks like on this host. It is safe for concurrent
@@ -66,17 +88,35 @@ type Model struct {
 	listen *table[listenKey, struct{}]
 	logins *table[loginKey, struct{}]
 	hours  *table[userKey, [24]uint64]
+	webSrc *table[strKey, rateStat]
+	webCli *table[strKey, rateStat]
+	pers   *table[persistKey, struct{}]
+	files  *table[strKey, string]
+	loc    *time.Location
 }
 
-// NewModel returns an empty model bounded by c.
-func NewModel(c Caps) *Model {
+// NewModel returns an empty model bounded by c that reads hours of the
+// day in time.Local.
+func NewModel(c Caps) *Model { return NewModelIn(c, nil) }
+
+// NewModelIn returns an empty model bounded by c that reads hours of the
+// day in loc (nil: time.Local).
+func NewModelIn(c Caps, loc *time.Location) *Model {
 	c = c.orDefault()
+	if loc == nil {
+		loc = time.Local
+	}
 	return &Model{
 		procs:  newTable[procKey, struct{}](c.Processes),
 		out:    newTable[outKey, struct{}](c.Outbound),
 		listen: newTable[listenKey, struct{}](c.Listeners),
 		logins: newTable[loginKey, struct{}](c.Logins),
 		hours:  newTable[userKey, [24]uint64](c.Users),
+		webSrc: newTable[strKey, rateStat](c.WebSources),
+		webCli: newTable[strKey, rateStat](c.WebClients),
+		pers:   newTable[persistKey, struct{}](c.Persist),
+		files:  newTable[strKey, string](c.Files),
+		loc:    loc,
 	}
 }
 
@@ -104,7 +144,22 @@ func (m *Model) Learn(ev *event.Event) {
 		if k, ok := loginKeyOf(ev); ok {
 			m.logins.touch(k, at, n)
 			s := m.hours.touch(userKey(k.user), at, n)
-			s.v[at.Hour()] += n
+			s.v[at.In(m.loc).Hour()] += n
+		}
+	case event.WebRequest:
+		src := m.webSrc.touch(strKey(webSourceOf(ev)), at, n)
+		src.v.add(at, m.loc, n, ev.Status)
+		if ev.Addr.IsValid() {
+			cli := m.webCli.touch(strKey(ev.Addr.Unmap().WithZone("").String()), at, n)
+			cli.v.add(at, m.loc, n, ev.Status)
+		}
+	case event.PersistChanged:
+		for _, k := range persistKeysOf(ev) {
+			m.pers.touch(k, at, n)
+		}
+	case event.FileChanged:
+		if p, h, ok := fileHashOf(ev); ok {
+			m.files.touch(strKey(p), at, n).v = h
 		}
 	}
 }
@@ -114,7 +169,8 @@ func (m *Model) Len() map[string]int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return map[string]int{KindProcess: len(m.procs.m), KindOutbound: len(m.out.m),
-		KindListener: len(m.listen.m), KindAuth: len(m.logins.m)}
+		KindListener: len(m.listen.m), KindAuth: len(m.logins.m), KindWeb: len(m.webSrc.m) + len(m.webCli.m),
+		KindPersistence: len(m.pers.m), KindFiles: len(m.files.m)}
 }
 
 // cleanTime makes times comparable and serialisable: UTC, whole seconds, no
@@ -363,5 +419,6 @@ func (m *Model) Evicted() map[string]uint64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return map[string]uint64{KindProcess: m.procs.evicted, KindOutbound: m.out.evicted,
-		KindListener: m.listen.evicted, KindAuth: m.logins.evicted + m.hours.evicted}
+		KindListener: m.listen.evicted, KindAuth: m.logins.evicted + m.hours.evicted,
+		KindWeb: m.webSrc.evicted + m.webCli.evicted, KindPersistence: m.pers.evicted, KindFiles: m.files.evicted}
 }

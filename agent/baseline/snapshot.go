@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/picket-agent/picket/agent/event"
 )
 
 // Kinds of baseline documents: each is one file baseline/<kind>.json.
@@ -16,11 +18,19 @@ const (
 	KindOutbound = "outbound"
 	KindListener = "listener"
 	KindAuth     = "auth"
+	// KindWeb: request rates per log source and per client.
+	KindWeb = "web"
+	// KindPersistence: persistence entries added while learning.
+	KindPersistence = "persistence"
+	// KindFiles: path → SHA-256 of watched files (capped, Caps.Files).
+	KindFiles = "files"
 )
 
 // AllKinds lists the document kinds in a fixed order, for diffs and
 // listings.
-func AllKinds() []string { return []string{KindProcess, KindOutbound, KindListener, KindAuth} }
+func AllKinds() []string {
+	return []string{KindProcess, KindOutbound, KindListener, KindAuth, KindWeb, KindPersistence, KindFiles}
+}
 
 // Seen is how often and when a key was observed (UTC, whole seconds).
 type Seen struct {
@@ -62,7 +72,8 @@ type LoginEntry struct {
 	Seen
 }
 
-// UserHours is the hour-of-day (UTC) histogram of one user's logins.
+// UserHours is the hour-of-day histogram of one user's logins, in the
+// host's local time.
 type UserHours struct {
 	User  string     `json:"user"`
 	Hours [24]uint64 `json:"hours"`
@@ -83,6 +94,9 @@ type Snapshot struct {
 	Outbound []OutboundEntry `json:"outbound"`
 	Listener []ListenerEntry `json:"listener"`
 	Auth     AuthDoc         `json:"auth"`
+	Web      WebDoc          `json:"web"`
+	Persist  []PersistEntry  `json:"persistence"`
+	Files    []FileHash      `json:"files"`
 }
 
 func seenOf(s seen) Seen { return Seen{Count: s.count, First: s.first, Last: s.last} }
@@ -92,7 +106,7 @@ func (m *Model) Snapshot() Snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := Snapshot{Process: []ProcessEntry{}, Outbound: []OutboundEntry{}, Listener: []ListenerEntry{},
-		Auth: AuthDoc{Logins: []LoginEntry{}, Hours: []UserHours{}}}
+		Auth: AuthDoc{Logins: []LoginEntry{}, Hours: []UserHours{}}, Persist: []PersistEntry{}, Files: []FileHash{}}
 	for _, k := range m.procs.keys() {
 		s.Process = append(s.Process, ProcessEntry{Parent: k.parent, Exe: k.exe, User: k.user, Seen: seenOf(m.procs.m[k].seen)})
 	}
@@ -111,6 +125,14 @@ func (m *Model) Snapshot() Snapshot {
 		sl := m.hours.m[k]
 		s.Auth.Hours = append(s.Auth.Hours, UserHours{User: string(k), Hours: sl.v, Seen: seenOf(sl.seen)})
 	}
+	s.Web = WebDoc{Sources: webRates(m.webSrc, m.loc), Clients: webRates(m.webCli, m.loc)}
+	for _, k := range m.pers.keys() {
+		s.Persist = append(s.Persist, PersistEntry{What: k.what, Path: k.path, Entry: k.entry, Seen: seenOf(m.pers.m[k].seen)})
+	}
+	for _, k := range m.files.keys() {
+		sl := m.files.m[k]
+		s.Files = append(s.Files, FileHash{Path: string(k), SHA256: sl.v, Seen: seenOf(sl.seen)})
+	}
 	return s
 }
 
@@ -118,7 +140,9 @@ func (m *Model) Snapshot() Snapshot {
 // for baseline/<kind>.json. Deterministic for a given snapshot.
 func (s Snapshot) Kinds() map[string]json.RawMessage {
 	docs := map[string]any{KindProcess: orEmpty(s.Process), KindOutbound: orEmpty(s.Outbound),
-		KindListener: orEmpty(s.Listener), KindAuth: AuthDoc{Logins: orEmpty(s.Auth.Logins), Hours: orEmpty(s.Auth.Hours)}}
+		KindListener: orEmpty(s.Listener), KindAuth: AuthDoc{Logins: orEmpty(s.Auth.Logins), Hours: orEmpty(s.Auth.Hours)},
+		KindWeb:         WebDoc{Sources: orEmpty(s.Web.Sources), Clients: orEmpty(s.Web.Clients)},
+		KindPersistence: orEmpty(s.Persist), KindFiles: orEmpty(s.Files)}
 	out := make(map[string]json.RawMessage, len(docs))
 	for k, d := range docs {
 		b, err := json.MarshalIndent(d, "", "  ")
@@ -142,8 +166,9 @@ func orEmpty[T any](s []T) []T {
 }
 
 // ParseKinds decodes documents as written by Kinds. Missing kinds are
-// empty; unknown kinds are ignored so a newer agent's files (web, files)
-// do not stop an older one from reading the rest.
+// empty (a version promoted before a kind existed has none); unknown kinds
+// are ignored so a newer agent's files do not stop an older one from
+// reading the rest.
 func ParseKinds(docs map[string]json.RawMessage) (Snapshot, error) {
 	var s Snapshot
 	dec := func(kind string, v any) error {
@@ -170,6 +195,15 @@ func ParseKinds(docs map[string]json.RawMessage) (Snapshot, error) {
 	if err := dec(KindAuth, &s.Auth); err != nil {
 		return Snapshot{}, err
 	}
+	if err := dec(KindWeb, &s.Web); err != nil {
+		return Snapshot{}, err
+	}
+	if err := dec(KindPersistence, &s.Persist); err != nil {
+		return Snapshot{}, err
+	}
+	if err := dec(KindFiles, &s.Files); err != nil {
+		return Snapshot{}, err
+	}
 	return s, nil
 }
 
@@ -177,9 +211,12 @@ func ParseKinds(docs map[string]json.RawMessage) (Snapshot, error) {
 // could have been edited to say (a baseline is reviewed in git and may be
 // hand-edited): invalid prefixes, ports, text or times are errors, not
 // silently dropped keys. Duplicate keys are merged; keys beyond the cap are
-// evicted as in learning.
-func FromSnapshot(s Snapshot, c Caps) (*Model, error) {
-	m := NewModel(c)
+// evicted as in learning. Hours are read in time.Local.
+func FromSnapshot(s Snapshot, c Caps) (*Model, error) { return FromSnapshotIn(s, c, nil) }
+
+// FromSnapshotIn is FromSnapshot for a model reading hours in loc.
+func FromSnapshotIn(s Snapshot, c Caps, loc *time.Location) (*Model, error) {
+	m := NewModelIn(c, loc)
 	for i, e := range s.Process {
 		if err := validText(e.Parent, e.Exe, e.User); err != nil || e.Exe == "" {
 			return nil, fmt.Errorf("baseline process entry %d: invalid key", i)
@@ -245,6 +282,38 @@ func FromSnapshot(s Snapshot, c Caps) (*Model, error) {
 		for h, n := range e.Hours {
 			sl.v[h] += n
 		}
+	}
+	if err := restoreRates(m.webSrc, s.Web.Sources); err != nil {
+		return nil, fmt.Errorf("baseline web sources: %w", err)
+	}
+	if err := restoreRates(m.webCli, s.Web.Clients); err != nil {
+		return nil, fmt.Errorf("baseline web clients: %w", err)
+	}
+	for i, e := range s.Persist {
+		err := validText(e.What, e.Path, e.Entry)
+		if err == nil && (e.What == "" || e.Entry == "" || len(e.Entry) > maxEntryLen) {
+			err = errInvalidKey
+		}
+		if err == nil {
+			err = restore(m.pers, persistKey{e.What, e.Path, e.Entry}, e.Seen)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("baseline persistence entry %d: %w", i, err)
+		}
+	}
+	for i, e := range s.Files {
+		_, _, ok := fileHashOf(&event.Event{Change: &event.Change{What: whatFileChanged, Path: e.Path, After: hashPrefix + e.SHA256}})
+		err := validText(e.Path)
+		if err == nil && !ok {
+			err = errInvalidKey
+		}
+		if err == nil {
+			err = restore(m.files, strKey(e.Path), e.Seen)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("baseline files entry %d: %w", i, err)
+		}
+		m.files.m[strKey(e.Path)].v = e.SHA256
 	}
 	return m, nil
 }

@@ -21,12 +21,15 @@ type Version struct {
 
 // Model rebuilds the version's model (for the detector or for drift
 // learning on top of it).
-func (v Version) Model(c Caps) (*Model, error) {
+func (v Version) Model(c Caps) (*Model, error) { return v.ModelIn(c, nil) }
+
+// ModelIn is Model reading hours of the day in loc (nil: time.Local).
+func (v Version) ModelIn(c Caps, loc *time.Location) (*Model, error) {
 	s, err := ParseKinds(v.Kinds)
 	if err != nil {
 		return nil, err
 	}
-	return FromSnapshot(s, c)
+	return FromSnapshotIn(s, c, loc)
 }
 
 // Versions is the history of promotions, numbered from 1. Promotions are
@@ -150,9 +153,21 @@ func keySets(v Version) (map[string]map[string]bool, error) {
 	for _, e := range s.Auth.Hours {
 		for h, n := range e.Hours {
 			if n > 0 {
-				add(KindAuth, fmt.Sprintf("%s at %02dh UTC", e.User, h))
+				add(KindAuth, fmt.Sprintf("%s at %02dh", e.User, h))
 			}
 		}
+	}
+	for _, e := range s.Web.Sources {
+		add(KindWeb, "source "+e.Key)
+	}
+	for _, e := range s.Web.Clients {
+		add(KindWeb, "client "+e.Key)
+	}
+	for _, e := range s.Persist {
+		add(KindPersistence, fmt.Sprintf("%s %s: %s", e.What, orUnknown(e.Path), e.Entry))
+	}
+	for _, e := range s.Files {
+		add(KindFiles, fmt.Sprintf("%s sha256:%s", e.Path, e.SHA256))
 	}
 	return sets, nil
 }

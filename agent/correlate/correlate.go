@@ -241,3 +241,27 @@ func appendEntity(es []signal.Entity, e signal.Entity) []signal.Entity {
 func sortSignals(s []signal.Signal) {
 	sort.SliceStable(s, func(i, j int) bool { return s[i].Time.Before(s[j].Time) })
 }
+
+// MarkContained records that an action against incident id is in force
+// (the action engine calls it once an action applied and passed its
+// health checks). A later signal that raises the level makes the incident
+// escalated again: the new level may need more than what contains it.
+// It reports false for an incident that is not open.
+func (c *Correlator) MarkContained(id int64) (*Incident, bool) {
+	in := c.open[id]
+	if in == nil {
+		return nil, false
+	}
+	in.Status = Contained
+	return in, true
+}
+
+// Close closes open incident id now (an operator's decision, or the
+// engine's after the last action expired with nothing new). It reports
+// false for an incident that is not open.
+func (c *Correlator) Close(id int64) (*Incident, bool) {
+	if c.open[id] == nil {
+		return nil, false
+	}
+	return c.close(id), true
+}

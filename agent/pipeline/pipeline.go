@@ -228,3 +228,28 @@ func (pl *Pipeline) Policy() *schema.Policy { return pl.policy }
 
 // Open returns the open incidents.
 func (pl *Pipeline) Open() []*correlate.Incident { return pl.corr.Open() }
+
+// MarkContained records that an action against incident id is in force
+// (for the action engine), with an audit entry; false if it is not open.
+func (pl *Pipeline) MarkContained(id int64, at time.Time, why string) bool {
+	in, ok := pl.corr.MarkContained(id)
+	if !ok {
+		return false
+	}
+	pl.changed[in.ID] = in
+	pl.batch.Audit = append(pl.batch.Audit, audit.Entry{Time: at, Kind: audit.KindIncident,
+		Subject: fmt.Sprintf("incident:%d", in.ID),
+		Message: fmt.Sprintf("incident %d contained at level %s (score %g): %s", in.ID, in.Level, in.Score, why)})
+	return true
+}
+
+// Close closes open incident id (an operator's decision), with an audit
+// entry; false if it is not open.
+func (pl *Pipeline) Close(id int64, at time.Time, why string) bool {
+	in, ok := pl.corr.Close(id)
+	if !ok {
+		return false
+	}
+	pl.closed(in, at, why)
+	return true
+}

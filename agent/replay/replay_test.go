@@ -79,8 +79,8 @@ func TestOpenSSHLoghub(t *testing.T) {
 		if !strings.Contains(bf, "within 10m0s") {
 			t.Errorf("%s: reason %q does not name the window", ip, bf)
 		}
-		if len(res.Plans[in.ID]) == 0 || res.Plans[in.ID][0].Action != "block-ip" || res.Plans[in.ID][0].Target != ip {
-			t.Errorf("%s: plans %+v, want a block-ip of it", ip, res.Plans[in.ID])
+		if len(res.Plans[in.ID]) == 0 || res.Plans[in.ID][0].Action != "block-source" || res.Plans[in.ID][0].Target != ip {
+			t.Errorf("%s: plans %+v, want a block-source of it", ip, res.Plans[in.ID])
 		}
 	}
 	// 183.62.140.253: every one of its Failed lines is counted.
@@ -183,7 +183,7 @@ func TestMergeAuthAndWeb(t *testing.T) {
 		actions = append(actions, p.Action+" "+p.Target)
 	}
 	got := strings.Join(actions, "; ")
-	for _, want := range []string{"block-ip 192.0.2.66", "disable-user admin", "end-sessions admin"} {
+	for _, want := range []string{"block-source 192.0.2.66", "disable-user admin", "end-sessions admin"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("plans %q lack %q", got, want)
 		}

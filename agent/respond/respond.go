@@ -1,28 +1,37 @@
 // Package respond turns an incident at a level into the action plans the
-// policy calls for. In this version plans are recorded and audited, never
-// executed: the executors and their safety engine live in actions/ (a later
-// issue). The pipeline calls it whenever an incident's level rises.
+// policy calls for (actions.on_level: contain, then aggressive, then
+// lockdown, cumulatively), each with its target, TTL and reason. The
+// pipeline calls it whenever an incident's level rises and records the
+// plans; the agent hands the plans to the action engine (package actions),
+// which guards, applies, checks and expires them.
 package respond
 
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
+	"github.com/picket-agent/picket/actions"
 	"github.com/picket-agent/picket/agent/correlate"
 	"github.com/picket-agent/picket/agent/signal"
 	"github.com/picket-agent/picket/agent/whitelist"
 	"github.com/picket-agent/picket/schema"
 )
 
-// Action names, a public contract shared with the action engine.
+// Action names are the actions package's (the safe set, also the schema's
+// #ActionName).
 const (
-	BlockIP      = "block-ip"
-	DisableUser  = "disable-user"
-	EndSessions  = "end-sessions"
-	PauseSSH     = "pause-ssh"
-	Containment  = "containment"
-	planRecorded = "planned"
+	BlockSource      = actions.BlockSource
+	BlockDestination = actions.BlockDestination
+	RateLimit        = actions.RateLimit
+	KillTree         = actions.KillTree
+	DisableUser      = actions.DisableUser
+	EndSessions      = actions.EndSessions
+	PauseSSH         = actions.PauseSSH
+	IsolateContainer = actions.IsolateContainer
+	Containment      = actions.Containment
+	planRecorded     = "planned"
 )
 
 // Plan statuses.
@@ -99,27 +108,92 @@ func (r *Responder) Plan(in *correlate.Incident, now time.Time, m Mode) []Plan {
 	if in.Level < correlate.Contain {
 		return nil
 	}
-	a := r.policy.Actions
-	for _, e := range in.Entities {
-		if e.Kind == signal.IP {
-			add(BlockIP, e.Value, a.BlockTTL, "block the source address")
+	for _, name := range r.enabled(in.Level) {
+		ttl := r.policy.Actions.TTLOf(name)
+		for _, t := range targets(in, name) {
+			add(name, t, ttl, why[name])
 		}
 	}
-	if in.Level >= correlate.Aggressive {
-		for _, s := range in.Signals {
-			if s.Stage == signal.Recon {
-				continue
-			}
-			for _, e := range s.Entities {
-				if e.Kind == signal.User {
-					add(DisableUser, e.Value, a.DefaultTTL, "disable the account the attacker reached")
-					add(EndSessions, e.Value, a.DefaultTTL, "end the account's sessions")
-				}
+	return out
+}
+
+// why says what each action is for, in the plan's reason.
+var why = map[string]string{
+	BlockSource:      "block the source address",
+	BlockDestination: "block the new outbound destination",
+	RateLimit:        "rate-limit the source address",
+	KillTree:         "kill the offending process tree",
+	DisableUser:      "disable the account the attacker reached",
+	EndSessions:      "end the account's sessions",
+	PauseSSH:         "pause new SSH logins except from the admin whitelist",
+	IsolateContainer: "isolate the container",
+	Containment:      "containment: outbound only to the whitelist, inbound rate-limited, new SSH paused",
+}
+
+// enabled lists the actions of level and the levels below it, in policy
+// order, without repeats.
+func (r *Responder) enabled(l correlate.Level) []string {
+	o := r.policy.Actions.OnLevel
+	lists := [][]string{o.Contain}
+	if l >= correlate.Aggressive {
+		lists = append(lists, o.Aggressive)
+	}
+	if l >= correlate.Lockdown {
+		lists = append(lists, o.Lockdown)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, names := range lists {
+		for _, n := range names {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
 			}
 		}
 	}
-	if in.Level >= correlate.Lockdown {
-		add(Containment, "host", a.ContainmentTTL, "containment: outbound only to the whitelist, inbound rate-limited, new SSH paused")
+	return out
+}
+
+// targets picks what action name applies to in an incident. Sources and
+// destinations are told apart by the signal's subject: egress rules key
+// their signals "dst:…". Reconnaissance signals name no user or process
+// worth acting on (a scan reaches neither).
+func targets(in *correlate.Incident, name string) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(v string) {
+		if v != "" && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	switch name {
+	case PauseSSH:
+		return []string{"sshd"}
+	case Containment:
+		return []string{"host"}
+	}
+	for _, s := range in.Signals {
+		dst := strings.HasPrefix(s.Subject, "dst:")
+		firstProc := true
+		for _, e := range s.Entities {
+			switch {
+			case e.Kind == signal.IP && dst && name == BlockDestination:
+				add(e.Value)
+			case e.Kind == signal.IP && !dst && (name == BlockSource || name == RateLimit):
+				add(e.Value)
+			case s.Stage == signal.Recon:
+			case e.Kind == signal.Process && name == KillTree && firstProc:
+				// The first process entity is the offender; later ones
+				// are context (its parent, the web server worker).
+				firstProc = false
+				add(e.Value)
+			case e.Kind == signal.User && (name == DisableUser || name == EndSessions):
+				add(e.Value)
+			case e.Kind == signal.Container && name == IsolateContainer:
+				add(e.Value)
+			}
+		}
 	}
 	return out
 }
@@ -139,7 +213,10 @@ func (r *Responder) capTTL(d schema.Duration) schema.Duration {
 
 // guarded returns why an action must never be taken against target, or "".
 func (r *Responder) guarded(action, target string) string {
-	if action != BlockIP {
+	if action == KillTree && target == "1" {
+		return "PID 1"
+	}
+	if action != BlockSource && action != BlockDestination && action != RateLimit {
 		if action == DisableUser && target == "root" {
 			return "the root account is never disabled"
 		}
@@ -149,6 +226,7 @@ func (r *Responder) guarded(action, target string) string {
 	if err != nil {
 		return "not an address"
 	}
+	a = a.Unmap()
 	switch {
 	case a.IsLoopback():
 		return "loopback"

@@ -31,7 +31,7 @@ func incident(level correlate.Level, ents ...signal.Entity) *correlate.Incident 
 	return in
 }
 
-func actions(ps []Plan) string {
+func render(ps []Plan) string {
 	var out []string
 	for _, p := range ps {
 		out = append(out, p.Action+" "+p.Target+" "+p.Status+" "+p.TTL.String())
@@ -47,13 +47,13 @@ func TestPlansPerLevel(t *testing.T) {
 		want  string
 	}{
 		{correlate.Observe, ""},
-		{correlate.Contain, "block-ip 192.0.2.1 planned 1h0m0s"},
-		{correlate.Aggressive, "block-ip 192.0.2.1 planned 1h0m0s; disable-user deploy planned 1h0m0s; end-sessions deploy planned 1h0m0s"},
-		{correlate.Lockdown, "block-ip 192.0.2.1 planned 1h0m0s; disable-user deploy planned 1h0m0s; end-sessions deploy planned 1h0m0s; containment host planned 30m0s"},
+		{correlate.Contain, "block-source 192.0.2.1 planned 1h0m0s"},
+		{correlate.Aggressive, "block-source 192.0.2.1 planned 1h0m0s; disable-user deploy planned 1h0m0s; end-sessions deploy planned 1h0m0s"},
+		{correlate.Lockdown, "block-source 192.0.2.1 planned 1h0m0s; disable-user deploy planned 1h0m0s; end-sessions deploy planned 1h0m0s; containment host planned 30m0s"},
 	}
 	for _, c := range cases {
 		r := New(p, wl)
-		if got := actions(r.Plan(incident(c.level, ents...), time.Now(), Mode{})); got != c.want {
+		if got := render(r.Plan(incident(c.level, ents...), time.Now(), Mode{})); got != c.want {
 			t.Errorf("%s: %q, want %q", c.level, got, c.want)
 		}
 	}
@@ -81,20 +81,20 @@ func TestGuardsAndModes(t *testing.T) {
 	in := incident(correlate.Aggressive,
 		signal.Entity{Kind: signal.IP, Value: "203.0.113.9"}, signal.Entity{Kind: signal.IP, Value: "127.0.0.1"},
 		signal.Entity{Kind: signal.IP, Value: "::1"}, signal.Entity{Kind: signal.User, Value: "root"})
-	got := actions(r.Plan(in, time.Now(), Mode{}))
-	for _, want := range []string{"block-ip 203.0.113.9 refused-guard", "block-ip 127.0.0.1 refused-guard", "block-ip ::1 refused-guard", "disable-user root refused-guard"} {
+	got := render(r.Plan(in, time.Now(), Mode{}))
+	for _, want := range []string{"block-source 203.0.113.9 refused-guard", "block-source 127.0.0.1 refused-guard", "block-source ::1 refused-guard", "disable-user root refused-guard"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("%q lacks %q", got, want)
 		}
 	}
 	r = New(p, wl)
 	in = incident(correlate.Contain, signal.Entity{Kind: signal.IP, Value: "192.0.2.1"})
-	if got := actions(r.Plan(in, time.Now(), Mode{Learning: true})); !strings.Contains(got, StatusLearning) {
+	if got := render(r.Plan(in, time.Now(), Mode{Learning: true})); !strings.Contains(got, StatusLearning) {
 		t.Errorf("learning: %q", got)
 	}
 	p.Mode = "observe"
 	r = New(p, wl)
-	if got := actions(r.Plan(in, time.Now(), Mode{})); !strings.Contains(got, StatusObserve) {
+	if got := render(r.Plan(in, time.Now(), Mode{})); !strings.Contains(got, StatusObserve) {
 		t.Errorf("observe mode: %q", got)
 	}
 }
@@ -106,5 +106,31 @@ func TestTTLCapped(t *testing.T) {
 	ps := r.Plan(incident(correlate.Contain, signal.Entity{Kind: signal.IP, Value: "192.0.2.1"}), time.Now(), Mode{})
 	if len(ps) != 1 || ps[0].TTL != p.Actions.MaxTTL {
 		t.Fatalf("ttl %v, want capped at %v", ps[0].TTL, p.Actions.MaxTTL)
+	}
+}
+
+// TestTargets: sources and destinations are told apart, the first process
+// of a signal is the one killed, recon signals name no user or process.
+func TestTargets(t *testing.T) {
+	p, wl := setup(t)
+	in := &correlate.Incident{ID: 3, Level: correlate.Aggressive}
+	in.Signals = []signal.Signal{
+		{Rule: "web.scan", Stage: signal.Recon, Entities: []signal.Entity{{Kind: signal.IP, Value: "192.0.2.9"}, {Kind: signal.User, Value: "scanned"}}},
+		{Rule: "process.web_shell", Stage: signal.Execution, Entities: []signal.Entity{
+			{Kind: signal.Process, Value: "4242"}, {Kind: signal.Process, Value: "900"}, {Kind: signal.User, Value: "www-data"}}},
+		{Rule: "net.web_egress", Stage: signal.Execution, Subject: "dst:tcp:198.51.100.20:4444",
+			Entities: []signal.Entity{{Kind: signal.IP, Value: "198.51.100.20"}, {Kind: signal.Container, Value: "web1"}}},
+	}
+	got := render(New(p, wl).Plan(in, time.Now(), Mode{}))
+	want := "block-source 192.0.2.9 planned 1h0m0s; block-destination 198.51.100.20 planned 1h0m0s; kill-tree 4242 planned 1h0m0s; " +
+		"disable-user www-data planned 1h0m0s; end-sessions www-data planned 1h0m0s; isolate-container web1 planned 1h0m0s"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// A policy that only blocks at contain plans nothing else.
+	p.Actions.OnLevel.Contain = []string{"block-source"}
+	p.Actions.OnLevel.Aggressive = nil
+	if got := render(New(p, wl).Plan(in, time.Now(), Mode{})); got != "block-source 192.0.2.9 planned 1h0m0s" {
+		t.Fatalf("restricted policy: %s", got)
 	}
 }

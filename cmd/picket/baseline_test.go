@@ -52,7 +52,33 @@ func TestBaselineCommands(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "+ process:") || !strings.Contains(out, "convert") {
 		t.Errorf("diff: %d\n%s", code, out)
 	}
-	for _, args := range [][]string{{"baseline"}, {"baseline", "frob"}, {"baseline", "diff", "1"}, {"baseline", "show", "nosuchkind"}} {
+	for _, kind := range baseline.AllKinds() {
+		if out, _, code := picket(t, "baseline", "show", kind, "--state-dir", dir); code != exitOK || !strings.HasPrefix(out, "baseline version 2") {
+			t.Errorf("show %s: %d\n%s", kind, code, out)
+		}
+	}
+
+	// relearn while the agent is stopped: recorded, audited, shown.
+	if _, _, code := picket(t, "baseline", "relearn", "--period", "100h", "--state-dir", dir); code != exitUsage {
+		t.Errorf("relearn 100h: exit %d", code)
+	}
+	if _, _, code := picket(t, "baseline", "relearn", "--state-dir", t.TempDir()); code != exitFailure {
+		t.Errorf("relearn without state: exit %d", code)
+	}
+	out, _, code = picket(t, "baseline", "relearn", "--period", "24h", "--state-dir", dir)
+	if code != exitOK || !strings.Contains(out, "relearn requested for 24h0m0s") {
+		t.Errorf("relearn: %d\n%s", code, out)
+	}
+	out, _, code = picket(t, "baseline", "status", "--state-dir", dir)
+	if code != exitOK || !strings.Contains(out, "relearn: requested at ") {
+		t.Errorf("status after relearn: %d\n%s", code, out)
+	}
+	out, _, _ = picket(t, "audit", "--state-dir", dir)
+	if !strings.Contains(out, "baseline relearn requested by picket baseline relearn") {
+		t.Errorf("relearn not audited:\n%s", out)
+	}
+
+	for _, args := range [][]string{{"baseline"}, {"baseline", "frob"}, {"baseline", "diff", "1"}, {"baseline", "show", "nosuchkind"}, {"baseline", "relearn", "x"}} {
 		if _, _, code := picket(t, append(args, "--state-dir", dir)...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
 		}
