@@ -51,8 +51,9 @@ type Config struct {
 type Engine struct {
 	cfg  Config
 	log  *slog.Logger
-	reqs chan Request
-	kick chan struct{}
+	reqs    chan Request
+	kick    chan struct{}
+	applied chan int64
 
 	mu       sync.Mutex
 	policy   *schema.Policy
@@ -80,7 +81,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Queue = 256
 	}
 	return &Engine{cfg: cfg, log: cfg.Logger.With("subsystem", "actions"), reqs: make(chan Request, cfg.Queue),
-		kick: make(chan struct{}, 1), guard: &Guard{}}, nil
+		kick: make(chan struct{}, 1), applied: make(chan int64, 64), guard: &Guard{}}, nil
 }
 
 // SetPolicy swaps the policy and the never-touch set (on every reload).
@@ -116,6 +117,18 @@ func (e *Engine) Submit(ctx context.Context, reqs ...Request) {
 				e.log.Error("journal dropped action", "err", err)
 			}
 		}
+	}
+}
+
+// Applied delivers the incident of each action that took hold (the agent
+// marks it contained). Best effort: a full channel drops the note, the
+// journal keeps the fact.
+func (e *Engine) Applied() <-chan int64 { return e.applied }
+
+func (e *Engine) noteApplied(incident int64) {
+	select {
+	case e.applied <- incident:
+	default:
 	}
 }
 
@@ -250,6 +263,7 @@ func (e *Engine) Do(ctx context.Context, r Request) (Action, error) {
 	a.Applied, a.Note = e.cfg.Now(), note
 	if one {
 		a.Status, a.Ended = StatusDone, a.Applied
+		e.noteApplied(a.Incident)
 		return a, e.journal(ctx, &a, "done: "+note)
 	}
 	a.Status = StatusApplied
@@ -259,6 +273,7 @@ func (e *Engine) Do(ctx context.Context, r Request) (Action, error) {
 	if failed := e.degraded(ctx, a.Healthy); failed != "" {
 		return a, e.revert(ctx, x, &a, StatusRolledBack, "health check failed after apply: "+failed)
 	}
+	e.noteApplied(a.Incident)
 	return a, nil
 }
 

@@ -69,6 +69,9 @@ type Config struct {
 	// Sensors builds the sensors for a policy given saved positions; nil
 	// uses DefaultSensors.
 	Sensors func(ctx context.Context, p *schema.Policy, st *state.Store) ([]sensor.Sensor, []SensorStatus)
+	// Actions receives the committed plans (the action engine); nil
+	// records plans only.
+	Actions ActionSink
 	// Workers run beside the main loop (the git sync) and are cancelled
 	// before the final commit at shutdown. An error from one is logged; it
 	// does not stop the agent.
@@ -225,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			wdC = wd.C
 		}
 	}
+	applied := a.appliedCh()
 	var runErr error
 loop:
 	for {
@@ -276,6 +280,8 @@ loop:
 			r.reload(ctx)
 		case req := <-a.applyCh:
 			req.done <- r.apply(ctx, req)
+		case id := <-applied:
+			r.contained(id)
 		}
 	}
 	// A step that lost the race with the cancellation failed only for
@@ -421,6 +427,7 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 	r.status = Status{Version: r.a.cfg.Version, Hostname: host, PID: os.Getpid(), State: "running", Started: now,
 		Root: os.Geteuid() == 0, Mode: r.policy.Mode, Config: cs}
 	r.status.Learning = LearningAt(started, r.policy.Learning.Period.D(), now)
+	r.actionPolicy()
 	err = r.st.Update(ctx, func(tx *state.Tx) error {
 		if first {
 			if err := tx.SetMetaJSON(ctx, MetaLearningStarted, started); err != nil {
@@ -506,6 +513,7 @@ func (r *runner) commit(ctx context.Context) error {
 	}
 	clear(r.pending)
 	r.dirty = false
+	r.submitPlans(ctx, b.Plans)
 	return nil
 }
 
@@ -683,6 +691,7 @@ func (r *runner) apply(ctx context.Context, req applyReq) error {
 		return err
 	}
 	r.policy = req.policy
+	r.actionPolicy()
 	req.status.Applied = time.Now()
 	r.status.Config = req.status
 	r.status.Mode = req.policy.Mode
@@ -710,6 +719,7 @@ func (r *runner) reload(ctx context.Context) {
 		return
 	}
 	r.policy = pol
+	r.actionPolicy()
 	cs.Applied = now
 	r.status.Config = cs
 	if err := r.st.Update(ctx, func(tx *state.Tx) error {

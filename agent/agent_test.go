@@ -31,6 +31,8 @@ type harness struct {
 	reload  chan struct{}
 	cancel  context.CancelFunc
 	done    chan error
+	// hands, when set, is the action engine the agent drives.
+	hands *Hands
 }
 
 type notes struct {
@@ -71,7 +73,7 @@ func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done, h.reload = cancel, make(chan error, 1), make(chan struct{}, 1)
 	a, err := New(Config{
-		Version: "test", StateDir: h.dir, Notifier: h.notes, Reload: h.reload,
+		Version: "test", StateDir: h.dir, Notifier: h.notes, Reload: h.reload, Actions: sinkOf(h.hands), Workers: workersOf(h.hands),
 		FlushEvery: 20 * time.Millisecond, Heartbeat: 50 * time.Millisecond,
 		Policy: func(context.Context) (*schema.Policy, ConfigStatus, error) {
 			return h.policy, ConfigStatus{Source: "test"}, nil
@@ -90,6 +92,20 @@ func (h *harness) start() {
 	}
 	go func() { h.done <- a.Run(ctx) }()
 	h.waitFor("READY", func() bool { return h.notes.has("READY=1") })
+}
+
+func sinkOf(h *Hands) ActionSink {
+	if h == nil {
+		return nil
+	}
+	return h
+}
+
+func workersOf(h *Hands) []func(context.Context) error {
+	if h == nil {
+		return nil
+	}
+	return []func(context.Context) error{h.Run}
 }
 
 func (h *harness) stop() {

@@ -350,3 +350,118 @@ func auditText(t *testing.T, st *state.Store) string {
 	}
 	return b.String()
 }
+
+// TestBlockAfterSIGKILL: the process that applied a block is killed with
+// SIGKILL right after; the block still holds, disappears at its TTL in the
+// kernel, and the next start journals it as expired.
+func TestBlockAfterSIGKILL(t *testing.T) {
+	if os.Getenv("PICKET_HANDS_CHILD") != "" {
+		return // the child's work is in TestHandsChild
+	}
+	r := newHandsRig(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHandsChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "PICKET_HANDS_CHILD=1", "PICKET_HANDS_NS="+r.s.Name, "PICKET_HANDS_DIR="+r.dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	applied := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "APPLIED") {
+			applied = true
+			break
+		}
+	}
+	if !applied {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal("child did not apply the block")
+	}
+	cmd.Process.Signal(os.Kill)
+	cmd.Wait()
+	if r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("block gone with the killed process")
+	}
+	netnstest.Eventually(t, 8*time.Second, "block did not expire in the kernel after SIGKILL", func() bool { return r.reach(r.c1, "198.18.1.1:7000") })
+	// The next start repairs the journal.
+	if err := r.h.Engine.Reconcile(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := actions.List(context.Background(), r.st, 0)
+	if len(list) != 1 || list[0].Status != actions.StatusExpired || !strings.Contains(list[0].Note, "not running") {
+		t.Fatalf("journal after restart: %+v", list)
+	}
+}
+
+// TestHandsChild is the process TestBlockAfterSIGKILL kills.
+func TestHandsChild(t *testing.T) {
+	if os.Getenv("PICKET_HANDS_CHILD") == "" {
+		t.Skip("helper process of TestBlockAfterSIGKILL")
+	}
+	dir := os.Getenv("PICKET_HANDS_DIR")
+	ns, err := os.Open("/run/netns/" + os.Getenv("PICKET_HANDS_NS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(context.Background(), filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHands(HandsConfig{Store: st, StateDir: filepath.Join(dir, "state"), Table: testTable, NetNS: int(ns.Fd()),
+		ResolvConf: filepath.Join(dir, "resolv.conf"), DockerSocket: filepath.Join(dir, "no-docker.sock")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := schema.Default()
+	p.Actions.Health.Checks = nil
+	h.SetPolicy(p)
+	a, err := h.Engine.Do(context.Background(), actions.Request{Incident: 1, Kind: actions.BlockSource, Target: "198.18.1.2", TTL: 3 * time.Second, Reason: "test"})
+	if err != nil || a.Status != actions.StatusApplied {
+		t.Fatalf("%+v %v", a, err)
+	}
+	fmt.Println("APPLIED")
+	time.Sleep(time.Minute)
+}
+
+// TestIncidentBlocksSource drives the whole agent: SSH failures from C1 in
+// the auth log become an incident at contain, whose plan the engine applies
+// in S's firewall; C1 is refused, C2 is not, and the incident is contained.
+func TestIncidentBlocksSource(t *testing.T) {
+	r := newHandsRig(t)
+	h := newHarness(t)
+	h.policy = r.pol
+	h.policy.Mode = "enforce"
+	h.policy.Learning.Period = 0
+	h.hands = r.hands(t, mustOpen(t, h.dir))
+	h.start()
+	defer h.stop()
+	time.Sleep(100 * time.Millisecond)
+	h.appendLines(failures("198.18.1.2", 6, time.Now())...)
+	netnstest.Eventually(t, 10*time.Second, "the attacker was not blocked", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
+	if !r.reach(r.c2, "198.18.2.1:7000") {
+		t.Fatal("another source is blocked")
+	}
+	netnstest.Eventually(t, 5*time.Second, "incident not marked contained", func() bool {
+		for _, in := range h.incidents() {
+			if in.Status == "contained" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func mustOpen(t *testing.T, dir string) *state.Store {
+	t.Helper()
+	st, err := state.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}

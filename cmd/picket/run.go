@@ -10,10 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/picket-agent/picket/actions/account"
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
@@ -95,7 +97,25 @@ capability.`,
 					}, kick)
 				})
 			}
+			// The action engine has its own connection to the state
+			// database (SQLite serialises the writers).
+			hst, err := state.Open(ctx, stateDir)
+			if err != nil {
+				return err
+			}
+			defer hst.Close()
+			hcfg := agent.HandsConfig{Store: hst, StateDir: stateDir, Remote: boot.Repository.URL, Logger: log}
+			if hostRoot != "" && hostRoot != "/" {
+				hcfg.Accounts = account.Files{Passwd: filepath.Join(hostRoot, "etc/passwd"), Shadow: filepath.Join(hostRoot, "etc/shadow")}
+			}
+			hands, err := agent.NewHands(hcfg)
+			if err != nil {
+				return err
+			}
+			defer hands.Close()
+			workers = append(workers, hands.Run)
 			a, err = agent.New(agent.Config{
+				Actions:   hands,
 				Sensors:   agent.DefaultSensorsAt(log, hostRoot),
 				Detectors: agent.DefaultDetectorsAt(hostRoot),
 				Progress:  terminal(e.stderr),

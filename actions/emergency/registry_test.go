@@ -1,0 +1,81 @@
+package emergency
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRegistry(t *testing.T) {
+	r := &Registry{Dir: filepath.Join(t.TempDir(), "emergency")}
+	if err := r.AddUser("alice", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddUser("bob", "20000"); err != nil {
+		t.Fatal(err)
+	}
+	// A second disable keeps the original value.
+	if err := r.AddUser("bob", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddUser("evil\tname", ""); err == nil {
+		t.Fatal("control characters accepted")
+	}
+	b, _ := os.ReadFile(filepath.Join(r.Dir, "users"))
+	if string(b) != "alice\t\nbob\t20000\n" {
+		t.Fatalf("users file: %q", b)
+	}
+	if fi, _ := os.Stat(r.Dir); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("dir mode %v", fi.Mode())
+	}
+	r.RemoveUser("alice")
+	u, _ := r.Users()
+	if len(u) != 1 || u["bob"] != "20000" {
+		t.Fatalf("after remove: %v", u)
+	}
+	if err := r.SetNologin(true, []byte("maintenance\n")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(r.Dir, "nologin.saved")); string(b) != "maintenance\n" {
+		t.Fatalf("nologin saved: %q", b)
+	}
+	r.ClearNologin()
+	if _, err := os.Stat(filepath.Join(r.Dir, "nologin.saved")); err == nil {
+		t.Fatal("nologin record left")
+	}
+	err := r.AddContainer("abc123", false, []ContainerNetwork{{Network: "net1", Body: []byte(`{"Container":"abc123"}`), Args: []string{"--alias", "web"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(r.Dir, "containers", "abc123.0.args")); string(b) != "--alias web net1 abc123\n" {
+		t.Fatalf("args: %q", b)
+	}
+	if err := r.AddContainer("../x", true, nil); err == nil {
+		t.Fatal("path in container id accepted")
+	}
+	r.RemoveContainer("abc123")
+	if m, _ := filepath.Glob(filepath.Join(r.Dir, "containers", "*")); len(m) != 0 {
+		t.Fatalf("left: %v", m)
+	}
+}
+
+// TestScriptSyntaxAndEmptyRun: the script parses, and with nothing
+// recorded and no table it succeeds and says so.
+func TestScriptSyntaxAndEmptyRun(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stop.sh")
+	os.WriteFile(path, Script, 0o755)
+	if out, err := exec.Command("sh", "-n", path).CombinedOutput(); err != nil {
+		t.Fatalf("sh -n: %v: %s", err, out)
+	}
+	if _, err := exec.LookPath("nft"); err != nil || os.Geteuid() != 0 {
+		t.Skip("running it needs root and nft (covered by agent's TestEmergencyScript)")
+	}
+	cmd := exec.Command("sh", path)
+	cmd.Env = append(os.Environ(), "PICKET_STATE_DIR="+t.TempDir(), "PICKET_NFT_TABLE=picket-absent-test", "PICKET_NOLOGIN="+filepath.Join(t.TempDir(), "nologin"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "no nftables table inet picket-absent-test") || !strings.Contains(string(out), "done") {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
