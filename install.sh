@@ -103,6 +103,8 @@ fi
 
 bin_path=${prefix%/}/bin/picket # as seen by the running system
 bin_dest=$destdir$bin_path
+stop_path=${prefix%/}/sbin/picket-emergency-stop # works without the binary or the database
+stop_dest=$destdir$stop_path
 unit_dest=$destdir/etc/systemd/system/picket.service
 conf_dir=$destdir/etc/picket
 bootstrap=$conf_dir/picket.cue
@@ -189,6 +191,15 @@ do_install() {
 	relabel "$bin_dest"
 	log "installed $bin_dest ($version)"
 
+	# The standalone emergency stop, from the binary that goes with it.
+	local stop_tmp
+	stop_tmp=$(mktemp)
+	"$binary" emergency-stop --print-script >"$stop_tmp" || { rm -f -- "$stop_tmp"; die "cannot extract the emergency-stop script from $binary"; }
+	put "$stop_tmp" "$stop_dest" 0755
+	rm -f -- "$stop_tmp"
+	relabel "$stop_dest"
+	log "installed $stop_dest (undoes every picket action without the binary or the database)"
+
 	# Directories: config and keys are root's only, as is the state.
 	install -d -m 0700 "$conf_dir" "$trust_dir" "$state_dir"
 	relabel "$conf_dir" "$state_dir"
@@ -265,7 +276,7 @@ do_uninstall() {
 		fi
 	fi
 	local f
-	for f in "$unit_dest" "$bin_dest"; do
+	for f in "$unit_dest" "$bin_dest" "$stop_dest"; do
 		if [[ -e $f || -L $f ]]; then
 			rm -f -- "$f"
 			log "removed $f"

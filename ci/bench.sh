@@ -59,6 +59,13 @@ else
 fi
 
 echo
+echo "== actions: nftables (in a private network namespace), process-tree kill, account expiry"
+# Needs root and nft; prints skips otherwise. Figures: ms to insert 10,000
+# blocked addresses, ms to apply and to roll back containment mode.
+go test -run '^$' -bench 'BlockMany10k|Containment' -benchtime 3x ./actions/firewall 2>&1 | grep -E '^(Benchmark|FAIL|---)|skipping' || true
+go test -run '^$' -bench 'KillTree|DisableEnable' -benchtime 20x ./actions/proctree ./actions/account 2>&1 | grep -E '^(Benchmark|FAIL|---)|skipping' || true
+echo
+
 echo "== process sensor: exec rate on both cores, sub-millisecond capture, exec->event latency"
 if [ "$(id -u)" -eq 0 ]; then
 	go test -run '^$' -bench 'ExecRate' -benchtime 1x ./agent/proc/ 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)' || true

@@ -141,13 +141,14 @@ func readFile(t *testing.T, path string) string {
 
 // layout is where install.sh puts things under a DESTDIR.
 type layout struct {
-	dest, binary, unit, confDir, bootstrap, trust, state string
+	dest, binary, stop, unit, confDir, bootstrap, trust, state string
 }
 
 func layoutFor(dest, prefix string) layout {
 	return layout{
 		dest:      dest,
 		binary:    filepath.Join(dest, prefix, "bin", "picket"),
+		stop:      filepath.Join(dest, prefix, "sbin", "picket-emergency-stop"),
 		unit:      filepath.Join(dest, "etc", "systemd", "system", "picket.service"),
 		confDir:   filepath.Join(dest, "etc", "picket"),
 		bootstrap: filepath.Join(dest, "etc", "picket", "picket.cue"),
@@ -161,6 +162,10 @@ func layoutFor(dest, prefix string) layout {
 func checkInstalled(t *testing.T, l layout, prefix, bin string) {
 	t.Helper()
 	wantMode(t, l.binary, false, 0o755)
+	wantMode(t, l.stop, false, 0o755)
+	if got, want := readFile(t, l.stop), readFile(t, filepath.Join(repoRoot(t), "actions", "emergency", "picket-emergency-stop.sh")); got != want {
+		t.Errorf("%s is not the emergency-stop script", l.stop)
+	}
 	wantMode(t, l.unit, false, 0o644)
 	wantMode(t, l.confDir, true, 0o700)
 	wantMode(t, l.trust, true, 0o700)
@@ -345,7 +350,7 @@ func TestInstallScript(t *testing.T) {
 			wantCode(t, r, 0)
 			wantOutput(t, r, "kept", "--purge")
 		}
-		wantAbsent(t, l.binary, l.unit)
+		wantAbsent(t, l.binary, l.unit, l.stop)
 		wantMode(t, l.confDir, true, 0o700)
 		wantMode(t, l.trust, true, 0o700)
 		wantMode(t, l.state, true, 0o700)

@@ -100,6 +100,11 @@ type actionRecord struct {
 	Note     string    `json:"note,omitempty"`
 }
 
+func newActionRecord(a actions.Action) actionRecord {
+	return actionRecord{ID: a.ID, Incident: a.Incident, Kind: a.Kind, Target: a.Target, Status: a.Status,
+		Created: a.Created, Applied: a.Applied, Expires: a.Expires, Ended: a.Ended, Reason: a.Reason, Note: a.Note}
+}
+
 func listActions(ctx context.Context, e *env, all, asJSON bool, limit int) error {
 	st, err := state.OpenReadOnly(ctx, e.g.stateDir)
 	if err != nil {
@@ -120,8 +125,7 @@ func listActions(ctx context.Context, e *env, all, asJSON bool, limit int) error
 	if asJSON {
 		enc := json.NewEncoder(e.stdout)
 		for _, a := range list {
-			if err := enc.Encode(actionRecord{ID: a.ID, Incident: a.Incident, Kind: a.Kind, Target: a.Target, Status: a.Status,
-				Created: a.Created, Applied: a.Applied, Expires: a.Expires, Ended: a.Ended, Reason: a.Reason, Note: a.Note}); err != nil {
+			if err := enc.Encode(newActionRecord(a)); err != nil {
 				return err
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/picket-agent/picket/actions"
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/state"
 	"github.com/picket-agent/picket/sync/syncer"
@@ -25,6 +26,10 @@ type statusRecord struct {
 	AuditEntries  int64  `json:"audit_entries"`
 	// Sync is present when a config repository is configured.
 	Sync *syncer.Status `json:"sync,omitempty"`
+	// Actions are the actions in force; Breaker is set when the circuit
+	// breaker tripped (observe-only).
+	Actions []actionRecord   `json:"actions"`
+	Breaker *actions.Breaker `json:"breaker,omitempty"`
 }
 
 func statusCmd() *command {
@@ -72,6 +77,18 @@ JSON (--json): one object (see README, "JSON output").`,
 				ss.Queued = rec.AuditEntries - ss.PushedSeq
 				rec.Sync = &ss
 			}
+			live, err := actions.List(ctx, st, 0, actions.InForceStatuses()...)
+			if err != nil {
+				return err
+			}
+			rec.Actions = []actionRecord{}
+			for _, a := range live {
+				rec.Actions = append(rec.Actions, newActionRecord(a))
+			}
+			var b actions.Breaker
+			if ok, err := st.MetaJSON(ctx, actions.MetaBreaker, &b); err == nil && ok && b.Tripped {
+				rec.Breaker = &b
+			}
 			if asJSON {
 				return json.NewEncoder(e.stdout).Encode(rec)
 			}
@@ -101,6 +118,13 @@ JSON (--json): one object (see README, "JSON output").`,
 				printSync(e, s)
 			}
 			fmt.Fprintf(e.stdout, "incidents: %d open\n", rec.OpenIncidents)
+			if rec.Breaker != nil {
+				fmt.Fprintf(e.stdout, "actions:   CIRCUIT BREAKER TRIPPED at %s: observe-only until `picket actions resume`\n", rec.Breaker.At.Local().Format("2006-01-02 15:04"))
+			}
+			fmt.Fprintf(e.stdout, "actions:   %d in force\n", len(live))
+			for _, a := range live {
+				fmt.Fprintf(e.stdout, "  %5d  %-17s %-20s %-10s incident %d\n", a.ID, a.Kind, a.Target, expiresIn(a, now), a.Incident)
+			}
 			fmt.Fprintf(e.stdout, "counters:  %d events, %d signals, %d unparsed lines, %d audit entries\n",
 				rec.Counters.Events, rec.Counters.Signals, rec.Counters.Unparsed, rec.AuditEntries)
 			fmt.Fprintln(e.stdout, "sensors:")
