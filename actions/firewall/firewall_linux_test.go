@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/picket-agent/picket/internal/netnstest"
 )
 
 const (
@@ -25,26 +27,26 @@ func host(a string) netip.Prefix {
 
 func works(t *testing.T, n *netns, src, dst string) {
 	t.Helper()
-	if err := n.dial(src, dst); err != nil {
-		t.Fatalf("%s from %q to %s should work: %v", n.name, src, dst, err)
+	if err := n.Dial(src, dst); err != nil {
+		t.Fatalf("%s from %q to %s should work: %v", n.Name, src, dst, err)
 	}
 }
 
 func fails(t *testing.T, n *netns, src, dst string) {
 	t.Helper()
-	if err := n.dial(src, dst); err == nil {
-		t.Fatalf("%s from %q to %s should fail", n.name, src, dst)
+	if err := n.Dial(src, dst); err == nil {
+		t.Fatalf("%s from %q to %s should fail", n.Name, src, dst)
 	}
 }
 
-func ruleset(t testing.TB, n *netns) string { return n.exec(t, "nft", "list", "ruleset") }
+func ruleset(t testing.TB, n *netns) string { return n.Exec(t, "nft", "list", "ruleset") }
 
 func TestBlockExpiresInKernel(t *testing.T) {
 	tp := newTopo(t)
 	// A foreign table that accepts everything before us: our drop still wins.
-	tp.s.exec(t, "nft", "add table inet other\nadd chain inet other input { type filter hook input priority -100; policy accept; }\nadd rule inet other input accept")
+	tp.s.Exec(t, "nft", "add table inet other\nadd chain inet other input { type filter hook input priority -100; policy accept; }\nadd rule inet other input accept")
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":8080")
 	works(t, tp.c1, c1, sOnC1)
 
 	if err := f.Block(host(c1), 3*time.Second); err != nil {
@@ -63,18 +65,18 @@ func TestBlockExpiresInKernel(t *testing.T) {
 	}
 
 	// No call from here on: the kernel ends the block.
-	eventually(t, 6*time.Second, "the block should expire", func() bool { return tp.c1.dial(c1, sOnC1) == nil })
+	eventually(t, 6*time.Second, "the block should expire", func() bool { return tp.c1.Dial(c1, sOnC1) == nil })
 	if took := time.Since(blockedAt); took < 2500*time.Millisecond {
 		t.Fatalf("block ended after %s, before its TTL", took)
 	}
-	if out := tp.s.exec(t, "nft", "list", "set", "inet", "picket", "block4"); strings.Contains(out, c1) {
+	if out := tp.s.Exec(t, "nft", "list", "set", "inet", "picket", "block4"); strings.Contains(out, c1) {
 		t.Fatalf("element still listed:\n%s", out)
 	}
 
 	if err := f.Remove(); err != nil {
 		t.Fatal(err)
 	}
-	if out := tp.s.exec(t, "nft", "list", "tables"); strings.Contains(out, "picket") || !strings.Contains(out, "other") {
+	if out := tp.s.Exec(t, "nft", "list", "tables"); strings.Contains(out, "picket") || !strings.Contains(out, "other") {
 		t.Fatalf("Remove must delete our table only:\n%s", out)
 	}
 }
@@ -82,7 +84,7 @@ func TestBlockExpiresInKernel(t *testing.T) {
 func TestBlockCIDRAndUnblock(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":8080")
 
 	if err := f.Block(pfx("198.18.1.77/24"), time.Minute); err != nil {
 		t.Fatal(err)
@@ -110,7 +112,7 @@ func TestBlockCIDRAndUnblock(t *testing.T) {
 func TestBlockIPv6(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":8080")
 	const s6 = "[2001:db8:1::1]:8080"
 	works(t, tp.c1, "2001:db8:1::2", s6)
 
@@ -134,7 +136,7 @@ func TestBlockIPv6(t *testing.T) {
 func TestBlockForwarded(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.c2.serve(t, ":9000")
+	tp.c2.Serve(t, ":9000")
 	const c2svc = c2 + ":9000"
 	works(t, tp.c3, c3, c2svc)
 	works(t, tp.c1, c1, c2svc)
@@ -162,8 +164,8 @@ func TestBlockForwarded(t *testing.T) {
 func TestBlockOutbound(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.c1.serve(t, ":9000")
-	tp.c2.serve(t, ":9000")
+	tp.c1.Serve(t, ":9000")
+	tp.c2.Serve(t, ":9000")
 
 	if err := f.BlockOutbound(host(c1), time.Minute); err != nil {
 		t.Fatal(err)
@@ -189,7 +191,7 @@ func dialBurst(n *netns, src, dst string, count int) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if n.dial(src, dst) == nil {
+			if n.Dial(src, dst) == nil {
 				mu.Lock()
 				ok++
 				mu.Unlock()
@@ -203,7 +205,7 @@ func dialBurst(n *netns, src, dst string, count int) int {
 func TestRateLimitPerSource(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{RatePerSecond: 1})
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":8080")
 
 	if err := f.RateLimit(host(c1), time.Minute); err != nil {
 		t.Fatal(err)
@@ -216,7 +218,7 @@ func TestRateLimitPerSource(t *testing.T) {
 	if got := dialBurst(tp.c1, c1Also, sOnC1, 12); got != 12 {
 		t.Fatalf("other source: %d of 12 connections worked", got)
 	}
-	if out := tp.s.exec(t, "nft", "list", "set", "inet", "picket", "meter4"); !strings.Contains(out, c1) || strings.Contains(out, c1Also) {
+	if out := tp.s.Exec(t, "nft", "list", "set", "inet", "picket", "meter4"); !strings.Contains(out, c1) || strings.Contains(out, c1Also) {
 		t.Fatalf("meter should hold the limited source only:\n%s", out)
 	}
 	if err := f.Unlimit(host(c1)); err != nil {
@@ -230,13 +232,13 @@ func TestRateLimitPerSource(t *testing.T) {
 func TestPauseSSH(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":2222")
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":2222")
+	tp.s.Serve(t, ":8080")
 	const ssh = "198.18.1.1:2222"
 	if err := f.SetAdmin([]netip.Prefix{host(c1Also)}); err != nil {
 		t.Fatal(err)
 	}
-	session, err := tp.c1.open(c1, ssh, dialTimeout)
+	session, err := tp.c1.Open(c1, ssh, dialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +250,7 @@ func TestPauseSSH(t *testing.T) {
 	fails(t, tp.c1, c1, ssh)
 	works(t, tp.c1, c1Also, ssh) // admin
 	works(t, tp.c1, c1, sOnC1)   // other ports
-	if err := echo(session, dialTimeout); err != nil {
+	if err := netnstest.Echo(session, dialTimeout); err != nil {
 		t.Fatalf("established session cut: %v", err)
 	}
 	st, err := f.List()
@@ -281,20 +283,20 @@ const sshPort = "198.18.1.1:2222"
 func containmentSetup(t *testing.T) *containSetup {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":8080")
-	tp.s.serve(t, ":2222")
-	tp.c1.serve(t, ":9000")
-	tp.c2.serve(t, ":9000")
+	tp.s.Serve(t, ":8080")
+	tp.s.Serve(t, ":2222")
+	tp.c1.Serve(t, ":9000")
+	tp.c2.Serve(t, ":9000")
 	if err := f.SetAdmin([]netip.Prefix{host(c1Also)}); err != nil {
 		t.Fatal(err)
 	}
 	snapshot := ruleset(t, tp.s)
-	in, err := tp.c1.open(c1, sshPort, dialTimeout)
+	in, err := tp.c1.Open(c1, sshPort, dialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close() })
-	out, err := tp.s.open("", c1+":9000", dialTimeout)
+	out, err := tp.s.Open("", c1+":9000", dialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,10 +304,10 @@ func containmentSetup(t *testing.T) *containSetup {
 	cs := &containSetup{tp: tp, f: f, snapshot: snapshot}
 	cs.checkEstablished = func(t *testing.T) {
 		t.Helper()
-		if err := echo(in, dialTimeout); err != nil {
+		if err := netnstest.Echo(in, dialTimeout); err != nil {
 			t.Fatalf("established inbound ssh session cut: %v", err)
 		}
-		if err := echo(out, dialTimeout); err != nil {
+		if err := netnstest.Echo(out, dialTimeout); err != nil {
 			t.Fatalf("established outbound connection cut: %v", err)
 		}
 	}
@@ -360,7 +362,7 @@ func TestContainmentExpiresInKernel(t *testing.T) {
 	cs := containmentSetup(t)
 	cs.checkContained(t)
 	// No call from here on.
-	eventually(t, 6*time.Second, "containment should expire", func() bool { return cs.tp.s.dial("", c1+":9000") == nil })
+	eventually(t, 6*time.Second, "containment should expire", func() bool { return cs.tp.s.Dial("", c1+":9000") == nil })
 	cs.checkFree(t)
 	// The per-source buckets containment filled expire on their own too.
 	eventually(t, 10*time.Second, "ruleset should return to the snapshot", func() bool { return ruleset(t, cs.tp.s) == cs.snapshot })
@@ -373,7 +375,7 @@ func TestContainmentExpiresInKernel(t *testing.T) {
 func TestWatchFlushRuleset(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":8080")
 	changes := make(chan struct{}, 16)
 	subscribed := make(chan struct{}, 4)
 	f.watching = func() { subscribed <- struct{}{} }
@@ -411,7 +413,7 @@ func TestWatchFlushRuleset(t *testing.T) {
 		t.Fatal(err)
 	}
 	quiet("block")
-	tp.s.exec(t, "nft", "flush", "ruleset")
+	tp.s.Exec(t, "nft", "flush", "ruleset")
 	expectChange("nft flush ruleset")
 	if ok, err := f.Present(); ok || err != nil {
 		t.Fatalf("present after flush: %v %v", ok, err)
@@ -435,7 +437,7 @@ func TestWatchFlushRuleset(t *testing.T) {
 	quiet("block of 10,000")
 
 	// Someone edits our table: an accept inserted before our drops.
-	tp.s.exec(t, "nft", "insert", "rule", "inet", "picket", "input", "accept")
+	tp.s.Exec(t, "nft", "insert", "rule", "inet", "picket", "input", "accept")
 	expectChange("a foreign rule")
 	works(t, tp.c1, c1, sOnC1)
 	if ok, _ := f.Present(); ok {
@@ -455,7 +457,7 @@ func TestWatchFlushRuleset(t *testing.T) {
 func TestEnsureRepairs(t *testing.T) {
 	tp := newTopo(t)
 	f := tp.firewall(t, Options{})
-	tp.s.serve(t, ":8080")
+	tp.s.Serve(t, ":8080")
 	if err := f.Block(host(c1), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -467,7 +469,7 @@ func TestEnsureRepairs(t *testing.T) {
 		{"base chain policy changed", "add chain inet picket input { type filter hook input priority -10; policy drop; }"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp.s.exec(t, "nft", tc.cmd)
+			tp.s.Exec(t, "nft", tc.cmd)
 			if ok, err := f.Present(); ok || err != nil {
 				t.Fatalf("present: %v %v", ok, err)
 			}
