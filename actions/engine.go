@@ -49,8 +49,8 @@ type Config struct {
 // Engine applies, keeps, expires and repairs actions. Run owns the host
 // side; the setters may be called from any goroutine.
 type Engine struct {
-	cfg  Config
-	log  *slog.Logger
+	cfg     Config
+	log     *slog.Logger
 	reqs    chan Request
 	kick    chan struct{}
 	applied chan int64

@@ -102,7 +102,7 @@ func NewHands(cfg HandsConfig) (*Hands, error) {
 	if fi, err := os.Stat(cfg.DockerSocket); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		iso = isolate.NewClient(cfg.DockerSocket, 20*time.Second)
 	}
-	host := executors.Host{Isolator: iso, IsolateHow: h.isolateHow,Firewall: h.Firewall, Accounts: cfg.Accounts, Proc: cfg.Proc, Nologin: cfg.Nologin, Registry: reg,
+	host := executors.Host{Isolator: iso, IsolateHow: h.isolateHow, Firewall: h.Firewall, Accounts: cfg.Accounts, Proc: cfg.Proc, Nologin: cfg.Nologin, Registry: reg,
 		Admin: h.admin, Allow: h.allow, SSHPorts: h.sshPorts, ProtectPIDs: h.sshdPIDs, ProtectUsers: h.protectUsers, Now: cfg.Now}
 	e, err := actions.New(actions.Config{Store: cfg.Store, Executors: executors.New(host), Health: h.health, Logger: cfg.Logger, Now: cfg.Now})
 	if err != nil {

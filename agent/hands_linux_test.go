@@ -77,7 +77,7 @@ func (r *handsRig) hands(t *testing.T, st *state.Store) *Hands {
 	t.Helper()
 	h, err := NewHands(HandsConfig{Store: st, StateDir: filepath.Join(r.dir, "state"), Table: testTable, NetNS: r.s.FD(),
 		Accounts: account.Files{Passwd: filepath.Join(r.dir, "root/etc/passwd"), Shadow: filepath.Join(r.dir, "root/etc/shadow")},
-		Nologin: filepath.Join(r.dir, "nologin"), ResolvConf: filepath.Join(r.dir, "resolv.conf"), DockerSocket: filepath.Join(r.dir, "no-docker.sock")})
+		Nologin:  filepath.Join(r.dir, "nologin"), ResolvConf: filepath.Join(r.dir, "resolv.conf"), DockerSocket: filepath.Join(r.dir, "no-docker.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,9 @@ type fwPrefix struct {
 	kind string
 }
 
-func (x *fwPrefix) Snapshot(context.Context, *actions.Action) (json.RawMessage, error) { return nil, nil }
+func (x *fwPrefix) Snapshot(context.Context, *actions.Action) (json.RawMessage, error) {
+	return nil, nil
+}
 
 func (x *fwPrefix) Apply(_ context.Context, a *actions.Action) (string, error) {
 	p, err := actions.ParseTarget(a.Target)
@@ -328,7 +330,9 @@ func ports(ps []uint16) string {
 // SSH paused except from the admin whitelist.
 type containment struct{ h *Host }
 
-func (x *containment) Snapshot(context.Context, *actions.Action) (json.RawMessage, error) { return nil, nil }
+func (x *containment) Snapshot(context.Context, *actions.Action) (json.RawMessage, error) {
+	return nil, nil
+}
 
 func (x *containment) Apply(_ context.Context, a *actions.Action) (string, error) {
 	ttl, err := x.h.ttl(a)
