@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/picket-agent/picket/actions/account"
 	"github.com/picket-agent/picket/actions/emergency"
 	"github.com/picket-agent/picket/audit"
+	"github.com/picket-agent/picket/internal/dockertest"
 	"github.com/picket-agent/picket/internal/integration"
 	"github.com/picket-agent/picket/internal/netnstest"
 	"github.com/picket-agent/picket/internal/sshdtest"
@@ -464,4 +466,93 @@ func mustOpen(t *testing.T, dir string) *state.Store {
 	}
 	t.Cleanup(func() { st.Close() })
 	return st
+}
+
+// TestIsolateContainer: isolation through the engine against a real
+// dockerd, undone by a rollback, then again by the standalone script.
+func TestIsolateContainer(t *testing.T) {
+	d := dockertest.Start(t)
+	d.ImportBusybox("picket-h:1")
+	d.Network("picket-hnet", "198.18.80.0/24")
+	id := d.Run("picket-hweb", map[string]any{"Image": "picket-h:1", "Cmd": []string{"sleep", "300"},
+		"HostConfig":       map[string]any{"NetworkMode": "picket-hnet"},
+		"NetworkingConfig": map[string]any{"EndpointsConfig": map[string]any{"picket-hnet": map[string]any{"Aliases": []string{"web"}}}}})
+	nets := func() string {
+		var v struct {
+			NetworkSettings struct {
+				Networks map[string]struct{ Aliases []string }
+			}
+			State struct{ Paused bool }
+		}
+		json.Unmarshal(d.JSON("GET", "/containers/"+id+"/json", nil, 200), &v)
+		var out []string
+		for n, e := range v.NetworkSettings.Networks {
+			for _, a := range e.Aliases {
+				if a == "web" {
+					n += "(web)"
+				}
+			}
+			out = append(out, n)
+		}
+		if v.State.Paused {
+			out = append(out, "paused")
+		}
+		return strings.Join(out, ",")
+	}
+	if got := nets(); got != "picket-hnet(web)" {
+		t.Fatalf("setup: %s", got)
+	}
+	dir := t.TempDir()
+	st := mustOpen(t, filepath.Join(dir, "state"))
+	h, err := NewHands(HandsConfig{Store: st, StateDir: filepath.Join(dir, "state"), NoFirewall: true, DockerSocket: d.Socket,
+		ResolvConf: filepath.Join(dir, "resolv.conf")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := schema.Default()
+	p.Actions.Health.Checks = nil
+	h.SetPolicy(p)
+	ctx := context.Background()
+	a, err := h.Engine.Do(ctx, actions.Request{Incident: 1, Kind: actions.IsolateContainer, Target: "picket-hweb", TTL: time.Hour, Reason: "test"})
+	if err != nil || a.Status != actions.StatusApplied {
+		t.Fatalf("isolate: %+v %v", a, err)
+	}
+	if got := nets(); got != "" {
+		t.Fatalf("after isolate: %s", got)
+	}
+	if _, err := h.Engine.Rollback(ctx, a.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := nets(); got != "picket-hnet(web)" {
+		t.Fatalf("after rollback: %s", got)
+	}
+	// The script, with no binary: disconnect, then pause.
+	script := filepath.Join(t.TempDir(), "picket-emergency-stop")
+	os.WriteFile(script, emergency.Script, 0o755)
+	for _, how := range []string{"disconnect", "pause"} {
+		p.Actions.Isolate = how
+		h.SetPolicy(p)
+		a, err := h.Engine.Do(ctx, actions.Request{Incident: 2, Kind: actions.IsolateContainer, Target: id, TTL: time.Hour, Reason: "test"})
+		if err != nil || a.Status != actions.StatusApplied {
+			t.Fatalf("%s: %+v %v", how, a, err)
+		}
+		if got := nets(); got == "picket-hnet(web)" {
+			t.Fatalf("%s did nothing", how)
+		}
+		cmd := exec.Command("/bin/sh", script)
+		cmd.Env = append(os.Environ(), "PICKET_STATE_DIR="+filepath.Join(dir, "state"), "DOCKER_SOCKET="+d.Socket,
+			"PICKET_NFT_TABLE=picket-absent-test", "PICKET_NOLOGIN="+filepath.Join(dir, "nologin"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("script after %s: %v\n%s", how, err, out)
+		}
+		if got := nets(); got != "picket-hnet(web)" {
+			t.Fatalf("script did not restore after %s: %s\n%s", how, got, out)
+		}
+		// The journal still says applied: the rollback finds the
+		// container as it should be and closes the entry.
+		if _, err := h.Engine.Rollback(ctx, a.ID, "after emergency stop"); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

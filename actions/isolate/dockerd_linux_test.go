@@ -3,195 +3,18 @@
 package isolate
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/picket-agent/picket/internal/integration"
+	"github.com/picket-agent/picket/internal/dockertest"
 )
-
-// testAPI sends the test's own setup requests (image import, networks,
-// containers) to the daemon.
-type testAPI struct {
-	t    *testing.T
-	http *http.Client
-}
-
-func (a *testAPI) do(method, path, ctype string, body []byte) (int, []byte) {
-	a.t.Helper()
-	req, err := http.NewRequest(method, "http://docker"+path, bytes.NewReader(body))
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (a *testAPI) json(method, path string, in any, want int) []byte {
-	a.t.Helper()
-	b, _ := json.Marshal(in)
-	code, out := a.do(method, path, "application/json", b)
-	if code != want {
-		a.t.Fatalf("%s %s: %d %s", method, path, code, out)
-	}
-	return out
-}
-
-// busyboxImage is a tar of a one-binary root filesystem (images cannot be
-// pulled here).
-func busyboxImage(t *testing.T) []byte {
-	busybox := integration.Binary(t, "busybox")
-	f, err := elf.Open(busybox)
-	if err != nil {
-		integration.Skip(t, "busybox: "+err.Error())
-	}
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			integration.Skip(t, busybox+" is dynamically linked; install busybox-static")
-		}
-	}
-	f.Close()
-	bin, err := os.ReadFile(busybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bin))})
-	tw.Write(bin)
-	for _, l := range []string{"sh", "sleep"} {
-		tw.WriteHeader(&tar.Header{Name: "bin/" + l, Typeflag: tar.TypeSymlink, Linkname: "busybox"})
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// startDockerd runs a private dockerd (own socket, data and exec roots,
-// vfs storage, no default bridge, no iptables) inside a network namespace
-// of its own, so the bridges of the test's networks never touch the host.
-// It returns the socket, or skips when dockerd cannot start here.
-func startDockerd(t *testing.T) string {
-	integration.Root(t)
-	dockerd := integration.Binary(t, "dockerd")
-	ip := integration.Binary(t, "ip")
-	nsenter := integration.Binary(t, "nsenter")
-	ns := fmt.Sprintf("picket-iso-%d", os.Getpid())
-	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
-		integration.Skip(t, fmt.Sprintf("ip netns add: %v: %s", err, out))
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(ip, "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-		}
-	})
-	// Short: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "picket-iso")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "d.sock")
-	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// nsenter rather than `ip netns exec`: the latter mounts a fresh
-	// /sys, which hides the cgroup mounts dockerd needs.
-	cmd := exec.Command(nsenter, "--net=/run/netns/"+ns, dockerd, "--host", "unix://"+sock,
-		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "d.pid"), "--bridge", "none", "--iptables=false",
-		"--ip6tables=false", "--storage-driver", "vfs")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	dumpLog := func() {
-		if b, err := os.ReadFile(logf.Name()); err == nil {
-			t.Logf("dockerd log:\n%s", b)
-		}
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		if t.Failed() {
-			dumpLog()
-		}
-		unmountUnder(t, dir)
-		_ = os.RemoveAll(dir)
-	})
-	c := NewClient(sock, 2*time.Second)
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := c.APIVersion(context.Background()); err == nil {
-			return sock
-		} else if time.Now().After(deadline) {
-			dumpLog()
-			integration.Skip(t, "dockerd did not answer: "+err.Error())
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			dumpLog()
-			integration.Skip(t, fmt.Sprintf("dockerd exited: %v", err))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// unmountUnder detaches whatever is still mounted below dir.
-func unmountUnder(t *testing.T, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var points []string
-	for line := range strings.SplitSeq(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 5 && strings.HasPrefix(f[4], dir+"/") {
-			points = append(points, f[4])
-		}
-	}
-	slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
-	for _, p := range points {
-		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil {
-			t.Logf("unmount %s: %v", p, err)
-		}
-	}
-}
 
 // networks returns a container's networks with their aliases and static
 // IPv4 addresses, as the daemon reports them.
@@ -220,44 +43,22 @@ func networks(t *testing.T, c *Client, id string) map[string]string {
 }
 
 func TestRealDockerd(t *testing.T) {
-	image := busyboxImage(t)
-	sock := startDockerd(t)
-	api := &testAPI{t: t, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		}}}}
-	if code, out := api.do("POST", "/images/create?fromSrc=-&repo=picket-iso&tag=1", "application/x-tar", image); code != http.StatusOK {
-		t.Fatalf("import: %d %s", code, out)
-	}
-	var containers, nets []string
-	t.Cleanup(func() {
-		for _, id := range containers {
-			api.do("DELETE", "/containers/"+id+"?force=1", "", nil)
-		}
-		for _, n := range nets {
-			api.do("DELETE", "/networks/"+n, "", nil)
-		}
-	})
+	api := dockertest.Start(t)
+	sock := api.Socket
+	api.ImportBusybox("picket-iso:1")
 	for i, n := range []string{"picket-front", "picket-back"} {
-		api.json("POST", "/networks/create", map[string]any{"Name": n, "Driver": "bridge",
-			"IPAM": map[string]any{"Config": []map[string]string{{"Subnet": fmt.Sprintf("198.18.%d.0/24", 70+i)}}}}, http.StatusCreated)
-		nets = append(nets, n)
+		api.Network(n, fmt.Sprintf("198.18.%d.0/24", 70+i))
 	}
 	create := func(name string, endpoints map[string]any) string {
-		out := api.json("POST", "/containers/create?name="+name, map[string]any{
+		return api.Run(name, map[string]any{
 			"Image": "picket-iso:1", "Cmd": []string{"sleep", "300"},
 			"HostConfig":       map[string]any{"NetworkMode": "picket-front"},
 			"NetworkingConfig": map[string]any{"EndpointsConfig": endpoints},
-		}, http.StatusCreated)
-		var r struct{ Id string }
-		json.Unmarshal(out, &r)
-		containers = append(containers, r.Id)
-		api.json("POST", "/containers/"+r.Id+"/start", nil, http.StatusNoContent)
-		return r.Id
+		})
 	}
 	web := create("picket-web", map[string]any{"picket-front": map[string]any{
 		"Aliases": []string{"web", "www"}, "IPAMConfig": map[string]string{"IPv4Address": "198.18.70.10"}}})
-	api.json("POST", "/networks/picket-back/connect", map[string]any{"Container": web,
+	api.JSON("POST", "/networks/picket-back/connect", map[string]any{"Container": web,
 		"EndpointConfig": map[string]any{"Aliases": []string{"api"}}}, http.StatusOK)
 	db := create("picket-db", map[string]any{"picket-front": map[string]any{"Aliases": []string{"db"}}})
 
