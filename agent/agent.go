@@ -156,6 +156,11 @@ type runner struct {
 	relearnSaved time.Time
 	dirty        bool
 	counters     Counters
+
+	// drift is the slow drift learner (drift.go), loaded on first use.
+	drift *driftRun
+	// fb holds the operator verdicts' local effects (feedback.go).
+	fb *feedbackRunner
 }
 
 // Run runs the agent until ctx is cancelled. See the package comment for
@@ -203,6 +208,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	r.fb.run(wctx, &workers)
 	defer func() { stopWorkers(); workers.Wait() }()
 	if a.cfg.Progress != nil {
 		workers.Add(1)
@@ -257,6 +263,9 @@ loop:
 			// not stop the agent.
 			if err := r.relearnTick(ctx, now); err != nil && ctx.Err() == nil {
 				a.log.Error("baseline relearn", "err", err)
+			}
+			if err := r.driftTick(ctx, now); err != nil && ctx.Err() == nil {
+				a.log.Error("baseline drift", "err", err)
 			}
 			r.pl.Tick(now)
 			if err := r.commit(ctx); err != nil {
@@ -321,6 +330,11 @@ drain:
 	if r.relearn.Active {
 		if err := r.saveRelearn(context.Background(), time.Now(), true); err != nil {
 			r.a.log.Error("saving the relearned model failed", "err", err)
+		}
+	}
+	if r.drift != nil {
+		if err := r.saveDrift(context.Background(), time.Now()); err != nil {
+			r.a.log.Error("saving drift counts failed", "err", err)
 		}
 	}
 	// A fresh context: the run's is cancelled, the last writes must happen.
@@ -397,7 +411,9 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 			r.promotePending = !r.learning
 		}
 	}
+	r.fb = newFeedbackRunner(r, r.a.cfg.Hostname)
 	r.pl, err = pipeline.New(r.policy, pipeline.Options{
+		Feedback:        r.fb.fx,
 		Clock:           time.Now,
 		Learning:        func(t time.Time) bool { return LearningAt(r.learnAt, r.policy.Learning.Period.D(), t).Active },
 		FirstIncidentID: maxID + 1,
@@ -593,7 +609,7 @@ func (r *runner) detectors(p *schema.Policy) []detect.Detector {
 		out = r.a.cfg.Detectors(p)
 	}
 	if r.deviations != nil {
-		out = append(out, r.deviations.WithConfig(baseline.ConfigFromPolicy(p, "")))
+		out = append(out, r.deviations.WithConfig(r.fb.baselineConfig(baseline.ConfigFromPolicy(p, ""))))
 	}
 	return out
 }

@@ -34,6 +34,10 @@ const (
 	KindAction = "action"
 	// KindBreaker: the actions circuit breaker tripped or was reset.
 	KindBreaker = "action.breaker"
+	// KindFeedback: an operator verdict and its local effects.
+	KindFeedback = "feedback"
+	// KindProposal: a whitelist proposal queued, pushed, merged or expired.
+	KindProposal = "proposal"
 )
 
 // Entry is one audit record. Seq, Prev and Hash are filled by Seal.

@@ -71,6 +71,7 @@ func policyRules(p *Policy) []violation {
 		{"detectors.password_spray.window", p.Detectors.PasswordSpray.Window},
 		{"detectors.login_after_failures.window", p.Detectors.LoginAfterFailures.Window},
 		{"detectors.web_scan.window", p.Detectors.WebScan.Window},
+		{"learning.drift.every", p.Learning.Drift.Every},
 	} {
 		if w.d <= 0 {
 			out = append(out, at(fmt.Sprintf("%s must be positive", short(w.d.D())), w.path))

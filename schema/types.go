@@ -65,6 +65,17 @@ type ProcessInvariants struct {
 type Learning struct {
 	// Period is 0 (skip learning) or between 24h and 72h.
 	Period Duration `json:"period"`
+	// Drift is slow learning after the first promotion.
+	Drift Drift `json:"drift"`
+}
+
+// Drift folds keys the deviation rules report as new on at least MinDays
+// distinct days (and in no open incident) into the baseline, promoting a
+// new version at most every Every. Off by default.
+type Drift struct {
+	Enabled bool     `json:"enabled"`
+	MinDays int      `json:"min_days"`
+	Every   Duration `json:"every"`
 }
 
 // BaselineDetector weighs the deviation rules (a weight of 0 turns a rule

@@ -95,6 +95,64 @@ var migrations = []string{
 		note TEXT NOT NULL
 	);
 	CREATE INDEX actions_status ON actions(status);`,
+	// 6: the feedback loop: operator verdicts, the local suppressions and
+	// dampers they cause, labelled cases, baseline keys no longer trusted,
+	// and whitelist proposals (the proposals table is their outbox: a
+	// queued proposal is pushed by the syncer once the remote answers).
+	`CREATE TABLE feedback (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		created TEXT NOT NULL,
+		verdict TEXT NOT NULL,
+		incident INTEGER NOT NULL,
+		action INTEGER NOT NULL,
+		entity TEXT NOT NULL,
+		from_time TEXT NOT NULL,
+		to_time TEXT NOT NULL,
+		note TEXT NOT NULL,
+		who TEXT NOT NULL,
+		status TEXT NOT NULL,
+		result TEXT NOT NULL,
+		audit_seq INTEGER NOT NULL
+	);
+	CREATE INDEX feedback_status ON feedback(status);
+	CREATE TABLE suppressions (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		kind TEXT NOT NULL,
+		rule TEXT NOT NULL,
+		entity TEXT NOT NULL,
+		feedback INTEGER NOT NULL,
+		created TEXT NOT NULL,
+		expires TEXT NOT NULL,
+		ended TEXT NOT NULL,
+		end_reason TEXT NOT NULL
+	);
+	CREATE INDEX suppressions_ended ON suppressions(ended);
+	CREATE TABLE proposals (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		pattern TEXT NOT NULL,
+		feedback INTEGER NOT NULL,
+		branch TEXT NOT NULL,
+		status TEXT NOT NULL,
+		doc TEXT NOT NULL,
+		commit_hash TEXT NOT NULL,
+		created TEXT NOT NULL,
+		updated TEXT NOT NULL,
+		expires TEXT NOT NULL,
+		note TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX proposals_live ON proposals(pattern) WHERE status IN ('queued', 'open');
+	CREATE TABLE cases (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		feedback INTEGER NOT NULL,
+		label TEXT NOT NULL,
+		created TEXT NOT NULL,
+		doc TEXT NOT NULL
+	);
+	CREATE TABLE untrusted_keys (
+		key TEXT PRIMARY KEY,
+		feedback INTEGER NOT NULL,
+		created TEXT NOT NULL
+	);`,
 }
 
 // Version returns the schema version of the database (0 when empty).

@@ -77,6 +77,10 @@ type Config struct {
 	PackageWindow time.Duration
 	// Disabled turns every deviation rule off.
 	Disabled bool
+	// Distrusted, when set, names baseline keys (see KeysOf) that an
+	// operator's "missed" verdict took out of the normal: an event with
+	// such a key is flagged as if the baseline had never seen it.
+	Distrusted func(key string) bool
 }
 
 // DefaultConfig are the defaults of the detectors.baseline schema block.

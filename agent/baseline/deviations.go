@@ -28,6 +28,7 @@ type Deviations struct {
 	c       Config
 	rates   *rateTracker
 	lastPkg time.Time
+	drift   *driftSlot // shared with the detectors WithConfig derives
 }
 
 // index is the frozen baseline, shared by the detectors built from it.
@@ -118,13 +119,13 @@ func NewDeviations(m *Model, c Config) *Deviations {
 	for _, e := range s.Files {
 		x.files[e.Path] = e.SHA256
 	}
-	return &Deviations{idx: x, c: c.orDefault(), rates: newRateTracker()}
+	return &Deviations{idx: x, c: c.orDefault(), rates: newRateTracker(), drift: &driftSlot{}}
 }
 
 // WithConfig returns a detector on the same baseline with another
 // configuration (a policy reload), its running counts fresh.
 func (x *Deviations) WithConfig(c Config) *Deviations {
-	return &Deviations{idx: x.idx, c: c.orDefault(), rates: newRateTracker()}
+	return &Deviations{idx: x.idx, c: c.orDefault(), rates: newRateTracker(), drift: x.drift}
 }
 
 func (x *index) user(name string) *userIndex {
@@ -217,7 +218,7 @@ func (x *Deviations) exec(ev *event.Event, emit func(signal.Signal)) {
 	if !ok {
 		return
 	}
-	if _, seen := x.idx.procs[k]; seen {
+	if _, seen := x.idx.procs[k]; seen && !x.c.distrusts(k.key()) {
 		return
 	}
 	p := ev.Proc
@@ -239,7 +240,7 @@ func (x *Deviations) exec(ev *event.Event, emit func(signal.Signal)) {
 		ents = append(ents, signal.Entity{Kind: signal.Process, Value: strconv.Itoa(p.PPID)})
 	}
 	x.emit(ev, emit, RuleNewProcess, signal.Execution, x.c.Weights.NewProcess, ents, reason,
-		"exec:"+k.parent+"→"+k.exe+"@"+k.user)
+		"exec:"+k.parent+"→"+k.exe+"@"+k.user, x.learnable(procDrift(k), k.key()))
 }
 
 func (x *Deviations) connect(ev *event.Event, emit func(signal.Signal)) {
@@ -247,7 +248,7 @@ func (x *Deviations) connect(ev *event.Event, emit func(signal.Signal)) {
 	if !ok {
 		return
 	}
-	if _, seen := x.idx.out[k]; seen {
+	if _, seen := x.idx.out[k]; seen && !x.c.distrusts(k.key()) {
 		return
 	}
 	who := "an unattributed socket"
@@ -261,7 +262,7 @@ func (x *Deviations) connect(ev *event.Event, emit func(signal.Signal)) {
 		ents = append(ents, signal.Entity{Kind: signal.Process, Value: strconv.Itoa(ev.Proc.PID)})
 	}
 	x.emit(ev, emit, RuleNewDestination, signal.Exfiltration, x.c.Weights.NewDestination, ents, reason,
-		fmt.Sprintf("connect:%s→%s:%d/%s", k.exe, prefixString(k.prefix), k.port, k.proto))
+		fmt.Sprintf("connect:%s→%s:%d/%s", k.exe, prefixString(k.prefix), k.port, k.proto), x.learnable(outDrift(k), k.key()))
 }
 
 func (x *Deviations) listenEv(ev *event.Event, emit func(signal.Signal)) {
@@ -269,7 +270,7 @@ func (x *Deviations) listenEv(ev *event.Event, emit func(signal.Signal)) {
 	if !ok {
 		return
 	}
-	if _, seen := x.idx.listen[k]; seen {
+	if _, seen := x.idx.listen[k]; seen && !x.c.distrusts(k.key()) {
 		return
 	}
 	who := "an unattributed socket"
@@ -281,7 +282,7 @@ func (x *Deviations) listenEv(ev *event.Event, emit func(signal.Signal)) {
 	reason := fmt.Sprintf("%s listens on %d/%s, never seen before; known listeners of %s: %s",
 		who, k.port, k.proto, orUnknown(k.exe), listKnown(x.idx.listeners[k.exe]))
 	x.emit(ev, emit, RuleNewListener, signal.Persistence, x.c.Weights.NewListener, ents, reason,
-		fmt.Sprintf("listen:%s:%d/%s", k.exe, k.port, k.proto))
+		fmt.Sprintf("listen:%s:%d/%s", k.exe, k.port, k.proto), x.learnable(listenDrift(k), k.key()))
 }
 
 // login flags a new source prefix, a new method, or an unusual hour. The
@@ -302,16 +303,20 @@ func (x *Deviations) login(ev *event.Event, emit func(signal.Signal)) {
 	}
 	head := fmt.Sprintf("%s logged in by %s %s at %02dh %s", k.user, orUnknown(k.method), from, hour, local.Format("MST"))
 	var why []string
+	newKey := false // the (user, prefix, method) key is new, not only the hour
 	u := x.idx.users[k.user]
 	switch {
 	case u == nil:
 		why = append(why, k.user+" never logged in during the baseline")
+		newKey = true
 	default:
 		if !u.prefixes[k.prefix] {
 			why = append(why, fmt.Sprintf("new source %s (known: %s)", orLocal(prefixString(k.prefix)), listKnown(u.prefixL)))
+			newKey = true
 		}
 		if !u.methods[k.method] {
 			why = append(why, fmt.Sprintf("new method %s (known: %s)", orUnknown(k.method), listKnown(u.methodL)))
+			newKey = true
 		}
 		if u.logins >= uint64(x.c.AuthMinLogins) && u.hours[(hour+23)%24]+u.hours[hour]+u.hours[(hour+1)%24] == 0 {
 			why = append(why, fmt.Sprintf("never logged in within an hour of %02dh before (known hours: %s)", hour, listHours(u.hours)))
@@ -326,6 +331,12 @@ func (x *Deviations) login(ev *event.Event, emit func(signal.Signal)) {
 	}
 	// The login's user is the actor (as in the ssh detector), root included.
 	ents = append(ents, signal.Entity{Kind: signal.User, Value: k.user})
+	// Drift learns the login and its hour as Learn does: the hour is
+	// counted for every reported login, so the user's histogram grows.
+	if newKey {
+		x.noteEvent(loginDrift(k), ev, ents)
+	}
+	x.noteEvent(hourDrift(k.user, hour), ev, ents)
 	emit(signal.Signal{Time: ev.Time, Rule: RuleAuthAnomaly, Stage: signal.InitialAccess, Weight: x.c.Weights.AuthAnomaly,
 		Entities: ents, Reason: head + ": " + strings.Join(why, "; "), Evidence: []event.Event{*ev},
 		Subject: fmt.Sprintf("login:%s/%s@%02d", prefixString(k.prefix), k.method, hour)})
@@ -335,7 +346,7 @@ func (x *Deviations) login(ev *event.Event, emit func(signal.Signal)) {
 // detectors do: the user unless root (root is everyone's, keyed on it every
 // root process would share one incident) and the container.
 func (x *Deviations) emit(ev *event.Event, emit func(signal.Signal), rule string, stage signal.Stage, w float64,
-	ents []signal.Entity, reason, subject string) {
+	ents []signal.Entity, reason, subject string, dk DriftKey) {
 	if p := ev.Proc; p != nil {
 		if p.User != "" && p.UID != 0 {
 			ents = append(ents, signal.Entity{Kind: signal.User, Value: p.User})
@@ -344,6 +355,7 @@ func (x *Deviations) emit(ev *event.Event, emit func(signal.Signal), rule string
 			ents = append(ents, signal.Entity{Kind: signal.Container, Value: p.Container.ID})
 		}
 	}
+	x.noteEvent(dk, ev, ents)
 	emit(signal.Signal{Time: ev.Time, Rule: rule, Stage: stage, Weight: w, Entities: ents, Reason: reason,
 		Evidence: []event.Event{*ev}, Subject: subject})
 }

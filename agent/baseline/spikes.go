@@ -80,7 +80,8 @@ func (x *Deviations) web(ev *event.Event, emit func(signal.Signal)) {
 	n := uint32(ev.N())
 	src := webSourceOf(ev)
 	if c := count(x.rates.src, src, minute, n, ev.Status, maxTrackedLogSources); c != nil {
-		x.spike(ev, c, "source "+src, x.idx.webSrc[src], x.c.SourceRateFloor, sourceEntity(ev), emit)
+		x.spike(ev, c, "source "+src, x.idx.webSrc[src], x.c.SourceRateFloor, sourceEntity(ev), emit,
+			DriftKey{Kind: DriftWebSource, Web: src})
 	}
 	if !ev.Addr.IsValid() {
 		return
@@ -88,7 +89,7 @@ func (x *Deviations) web(ev *event.Event, emit func(signal.Signal)) {
 	cli := ev.Addr.Unmap().WithZone("").String()
 	if c := count(x.rates.cli, cli, minute, n, ev.Status, maxTrackedClients); c != nil {
 		x.spike(ev, c, "client "+cli, x.idx.webCli[cli], x.c.ClientRateFloor,
-			[]signal.Entity{{Kind: signal.IP, Value: cli}}, emit)
+			[]signal.Entity{{Kind: signal.IP, Value: cli}}, emit, DriftKey{Kind: DriftWebClient, Web: cli})
 	}
 }
 
@@ -109,9 +110,14 @@ func sourceEntity(ev *event.Event) []signal.Entity {
 // spike checks one key's minute against its learned rates and reports a
 // request-rate or error-rate spike once per minute and kind.
 func (x *Deviations) spike(ev *event.Event, c *minuteCount, who string, ref *rateRef, floor int, ents []signal.Entity,
-	emit func(signal.Signal)) {
+	emit func(signal.Signal), dk DriftKey) {
 	local := time.Unix(c.minute*60, 0).In(x.c.Loc)
 	at := local.Format("15:04 MST")
+	dk.Hour = local.Hour()
+	if c.fired&firedRate != 0 {
+		// The rest of a spiking minute raises the peak drift would learn.
+		x.noteDrift(dk, ev.Time, 0, c.n, nil)
+	}
 	if w := x.c.Weights.RequestRate; w > 0 && c.fired&firedRate == 0 {
 		limit := float64(floor)
 		learned := "never seen during the baseline"
@@ -122,6 +128,7 @@ func (x *Deviations) spike(ev *event.Event, c *minuteCount, who string, ref *rat
 		}
 		if float64(c.n) > limit {
 			c.fired |= firedRate
+			x.noteDrift(dk, ev.Time, 1, c.n, ents)
 			x.emitWeb(ev, emit, RuleRequestRate, w, ents, fmt.Sprintf("%s: %d requests in the minute from %s, above its limit of %g/min (%s; limit: %g × peak, at least %d)",
 				who, c.n, at, limit, learned, x.c.RateFactor, floor), "rate:"+who)
 		}
@@ -169,12 +176,14 @@ func (x *Deviations) emitWeb(ev *event.Event, emit func(signal.Signal), rule str
 func (x *Deviations) persist(ev *event.Event, emit func(signal.Signal)) {
 	var fresh []string
 	var k0 persistKey
+	var keys []persistKey
 	for _, k := range persistKeysOf(ev) {
 		if !x.idx.pers[k] && !slices.Contains(fresh, k.entry) {
 			if len(fresh) == 0 {
 				k0 = k
 			}
 			fresh = append(fresh, k.entry)
+			keys = append(keys, k)
 		}
 	}
 	if len(fresh) == 0 {
@@ -200,6 +209,9 @@ func (x *Deviations) persist(ev *event.Event, emit func(signal.Signal)) {
 	}
 	if c.Path != "" {
 		ents = append(ents, signal.Entity{Kind: signal.File, Value: c.Path})
+	}
+	for _, k := range keys {
+		x.noteEvent(persistDrift(k), ev, ents)
 	}
 	emit(signal.Signal{Time: ev.Time, Rule: RuleNewPersistence, Stage: signal.Persistence, Weight: x.c.Weights.NewPersistence,
 		Entities: ents, Reason: reason, Evidence: []event.Event{*ev}, Subject: "persist:" + k0.what + ":" + k0.path + ":" + k0.entry})
@@ -244,8 +256,10 @@ func (x *Deviations) file(ev *event.Event, emit func(signal.Signal)) {
 	}
 	reason := fmt.Sprintf("%s %s outside a package update: now sha256:%s… (%s); no package manager ran and dpkg's md5sums do not list this content",
 		p, strings.TrimPrefix(ev.Change.What, "file_"), h[:12], was)
+	ents := []signal.Entity{{Kind: signal.File, Value: p}}
+	x.noteEvent(fileDrift(p, h), ev, ents)
 	emit(signal.Signal{Time: ev.Time, Rule: RuleFileChanged, Stage: signal.Persistence, Weight: x.c.Weights.FileChanged,
-		Entities: []signal.Entity{{Kind: signal.File, Value: p}}, Reason: reason, Evidence: []event.Event{*ev},
+		Entities: ents, Reason: reason, Evidence: []event.Event{*ev},
 		Subject: "file:" + p + ":" + h})
 }
 

@@ -49,6 +49,20 @@ type Options struct {
 	// Detectors builds the detectors that live outside package detect
 	// (with their sensors) for a policy; called again on every SetPolicy.
 	Detectors func(p *schema.Policy) []detect.Detector
+	// Feedback, when set, sees every event and may drop or reweigh every
+	// signal before the correlator: the operator verdicts' local,
+	// temporary effects (agent/feedback).
+	Feedback Feedback
+}
+
+// Feedback is the hook of operator verdicts into the pipeline; it is
+// called from the pipeline's goroutine and must be cheap.
+type Feedback interface {
+	// Event sees every event (recent events become a "missed" case).
+	Event(ev *event.Event)
+	// Signal returns the signal to correlate (possibly with a lower
+	// weight) and false to drop it (a suppressed pattern).
+	Signal(s signal.Signal) (signal.Signal, bool)
 }
 
 // Pipeline is single-threaded: one goroutine owns it.
@@ -114,6 +128,9 @@ func (pl *Pipeline) Restore(in *correlate.Incident) { pl.corr.Restore(in) }
 // Process runs one event through the detectors and everything downstream.
 func (pl *Pipeline) Process(ev *event.Event) {
 	pl.batch.Events++
+	if pl.opt.Feedback != nil {
+		pl.opt.Feedback.Event(ev)
+	}
 	if ev.Time.After(pl.last) {
 		pl.last = ev.Time
 	}
@@ -138,6 +155,12 @@ func (pl *Pipeline) now(evTime time.Time) time.Time {
 
 func (pl *Pipeline) onSignal(s signal.Signal) {
 	pl.batch.Signals++
+	if pl.opt.Feedback != nil {
+		var keep bool
+		if s, keep = pl.opt.Feedback.Signal(s); !keep {
+			return
+		}
+	}
 	ch, closed := pl.corr.Add(s)
 	at := pl.now(s.Time)
 	for _, in := range closed {

@@ -74,7 +74,7 @@ func checkErr(err error) error { return &exitError{code: exitCheck, err: err} }
 func commands() []*command {
 	cmds := []*command{
 		runCmd(), validateCmd(), replayCmd(), statusCmd(), incidentsCmd(),
-		explainCmd(), actionsCmd(), emergencyCmd(), auditCmd(), baselineCmd(), syncCmd(), hostkeyCmd(), selftestCmd(), versionCmd(),
+		explainCmd(), actionsCmd(), feedbackCmd(), proposalsCmd(), emergencyCmd(), auditCmd(), baselineCmd(), syncCmd(), hostkeyCmd(), selftestCmd(), versionCmd(),
 	}
 	return cmds
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/picket-agent/picket/actions"
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/state"
+	"github.com/picket-agent/picket/sync/proposals"
 	"github.com/picket-agent/picket/sync/syncer"
 	"github.com/spf13/pflag"
 )
@@ -30,6 +31,19 @@ type statusRecord struct {
 	// breaker tripped (observe-only).
 	Actions []actionRecord   `json:"actions"`
 	Breaker *actions.Breaker `json:"breaker,omitempty"`
+	// Suppressions are the local effects of operator verdicts in force;
+	// OpenProposals counts whitelist proposals waiting for a merge.
+	Suppressions  []suppressionRecord `json:"suppressions"`
+	OpenProposals int                 `json:"open_proposals"`
+}
+
+type suppressionRecord struct {
+	ID       int64     `json:"id"`
+	Kind     string    `json:"kind"`
+	Rule     string    `json:"rule"`
+	Entity   string    `json:"entity,omitempty"`
+	Feedback int64     `json:"feedback"`
+	Expires  time.Time `json:"expires"`
 }
 
 func statusCmd() *command {
@@ -89,6 +103,19 @@ JSON (--json): one object (see README, "JSON output").`,
 			if ok, err := st.MetaJSON(ctx, actions.MetaBreaker, &b); err == nil && ok && b.Tripped {
 				rec.Breaker = &b
 			}
+			sups, err := st.Suppressions(ctx, true)
+			if err != nil {
+				return err
+			}
+			rec.Suppressions = []suppressionRecord{}
+			for _, s := range sups {
+				rec.Suppressions = append(rec.Suppressions, suppressionRecord{ID: s.ID, Kind: s.Kind, Rule: s.Rule, Entity: s.Entity, Feedback: s.Feedback, Expires: s.Expires})
+			}
+			props, err := st.Proposals(ctx, proposals.StatusQueued, proposals.StatusOpen)
+			if err != nil {
+				return err
+			}
+			rec.OpenProposals = len(props)
 			if asJSON {
 				return json.NewEncoder(e.stdout).Encode(rec)
 			}
@@ -124,6 +151,10 @@ JSON (--json): one object (see README, "JSON output").`,
 			fmt.Fprintf(e.stdout, "actions:   %d in force\n", len(live))
 			for _, a := range live {
 				fmt.Fprintf(e.stdout, "  %5d  %-17s %-20s %-10s incident %d\n", a.ID, a.Kind, a.Target, expiresIn(a, now), a.Incident)
+			}
+			fmt.Fprintf(e.stdout, "feedback:  %d local suppression(s), %d proposal(s) waiting for a merge\n", len(sups), rec.OpenProposals)
+			for _, s := range sups {
+				fmt.Fprintf(e.stdout, "  %-10s %-28s %-24s until %s (verdict %d)\n", s.Kind, s.Rule, s.Entity, s.Expires.Local().Format("Jan 02 15:04"), s.Feedback)
 			}
 			fmt.Fprintf(e.stdout, "counters:  %d events, %d signals, %d unparsed lines, %d audit entries\n",
 				rec.Counters.Events, rec.Counters.Signals, rec.Counters.Unparsed, rec.AuditEntries)

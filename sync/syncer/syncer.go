@@ -172,6 +172,11 @@ func (s *Syncer) Once(ctx context.Context) (Report, error) {
 		s.offline(err)
 		return rep, err
 	}
+	if err := s.syncProposals(ctx, head); err != nil {
+		rep.PushError = err
+		s.offline(err)
+		return rep, err
+	}
 	s.status.OfflineSince = time.Time{}
 	if rep.Rejected != nil {
 		return rep, fmt.Errorf("%w: %s", ErrRejected, rep.Rejected.Reason)
