@@ -16,6 +16,8 @@ import (
 	"github.com/picket-agent/picket/actions"
 	"github.com/picket-agent/picket/actions/account"
 	"github.com/picket-agent/picket/actions/emergency"
+	"github.com/picket-agent/picket/agent/control"
+	"github.com/picket-agent/picket/agent/feedback"
 	"github.com/picket-agent/picket/audit"
 	"github.com/picket-agent/picket/internal/dockertest"
 	"github.com/picket-agent/picket/internal/integration"
@@ -554,5 +556,50 @@ func TestIsolateContainer(t *testing.T) {
 		if _, err := h.Engine.Rollback(ctx, a.ID, "after emergency stop"); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestFalsePositiveOverSocket: a block from a live agent, then one verdict
+// over the agent's control socket rolls it back at once, and the same
+// pattern no longer acts.
+func TestFalsePositiveOverSocket(t *testing.T) {
+	r := newHandsRig(t)
+	h := newHarness(t)
+	h.policy = r.pol
+	h.policy.Mode = "enforce"
+	h.policy.Learning.Period = 0
+	h.hands = r.hands(t, mustOpen(t, h.dir))
+	h.start()
+	defer h.stop()
+	time.Sleep(100 * time.Millisecond)
+	h.appendLines(failures("198.18.1.2", 6, time.Now())...)
+	netnstest.Eventually(t, 10*time.Second, "the attacker was not blocked", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
+	var id int64
+	for _, in := range h.incidents() {
+		id = in.ID
+	}
+	body, _ := json.Marshal(feedback.Request{Verdict: feedback.FalsePositive, Incident: id, Note: "our monitoring host"})
+	resp, err := control.Call(context.Background(), control.Path(h.dir), control.Request{Op: OpFeedback, Body: body})
+	if err != nil || !resp.OK {
+		t.Fatalf("feedback: %+v %v", resp, err)
+	}
+	if !r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("block not rolled back by the verdict")
+	}
+	// The same failures again: suppressed, no new action.
+	h.appendLines(failures("198.18.1.2", 12, time.Now())...)
+	time.Sleep(1500 * time.Millisecond)
+	if !r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("the suppressed pattern was blocked again")
+	}
+	// Detection still acts on everything else.
+	h.appendLines(failures("198.18.2.2", 6, time.Now())...)
+	netnstest.Eventually(t, 10*time.Second, "another attacker was not blocked", func() bool { return !r.reach(r.c2, "198.18.2.1:7000") })
+	if !r.reach(r.c1, "198.18.1.1:7000") {
+		t.Fatal("the suppressed pattern was blocked again")
+	}
+	sups, err := mustOpen(t, h.dir).Suppressions(context.Background(), true)
+	if err != nil || len(sups) == 0 || !strings.Contains(sups[0].Entity, "198.18.1.2") {
+		t.Fatalf("suppressions: %+v %v", sups, err)
 	}
 }
