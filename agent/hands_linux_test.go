@@ -437,16 +437,8 @@ func TestHandsChild(t *testing.T) {
 // in S's firewall; C1 is refused, C2 is not, and the incident is contained.
 func TestIncidentBlocksSource(t *testing.T) {
 	r := newHandsRig(t)
-	h := newHarness(t)
-	h.policy = r.pol
-	h.policy.Mode = "enforce"
-	h.policy.Learning.Period = 0
-	h.hands = r.hands(t, mustOpen(t, h.dir))
-	h.start()
+	h := r.agentBlocking(t)
 	defer h.stop()
-	time.Sleep(100 * time.Millisecond)
-	h.appendLines(failures("198.18.1.2", 6, time.Now())...)
-	netnstest.Eventually(t, 10*time.Second, "the attacker was not blocked", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
 	if !r.reach(r.c2, "198.18.2.1:7000") {
 		t.Fatal("another source is blocked")
 	}
@@ -458,6 +450,22 @@ func TestIncidentBlocksSource(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// agentBlocking runs an enforcing agent driving the rig's firewall and
+// waits until SSH failures from C1 got C1 blocked.
+func (r *handsRig) agentBlocking(t *testing.T) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.policy = r.pol
+	h.policy.Mode = "enforce"
+	h.policy.Learning.Period = 0
+	h.hands = r.hands(t, mustOpen(t, h.dir))
+	h.start()
+	time.Sleep(100 * time.Millisecond)
+	h.appendLines(failures("198.18.1.2", 6, time.Now())...)
+	netnstest.Eventually(t, 10*time.Second, "the attacker was not blocked", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
+	return h
 }
 
 func mustOpen(t *testing.T, dir string) *state.Store {
@@ -564,16 +572,8 @@ func TestIsolateContainer(t *testing.T) {
 // pattern no longer acts.
 func TestFalsePositiveOverSocket(t *testing.T) {
 	r := newHandsRig(t)
-	h := newHarness(t)
-	h.policy = r.pol
-	h.policy.Mode = "enforce"
-	h.policy.Learning.Period = 0
-	h.hands = r.hands(t, mustOpen(t, h.dir))
-	h.start()
+	h := r.agentBlocking(t)
 	defer h.stop()
-	time.Sleep(100 * time.Millisecond)
-	h.appendLines(failures("198.18.1.2", 6, time.Now())...)
-	netnstest.Eventually(t, 10*time.Second, "the attacker was not blocked", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
 	var id int64
 	for _, in := range h.incidents() {
 		id = in.ID

@@ -458,7 +458,13 @@ func commitChanges(repo *git.Repository, parent plumbing.Hash, ch map[string]*ch
 	if !parent.IsZero() {
 		c.ParentHashes = []plumbing.Hash{parent}
 	}
-	// Sign exactly what git verifies: the commit without its gpgsig header.
+	return SignAndStore(repo, c, signer)
+}
+
+// SignAndStore signs c with signer and stores it in repo. It signs exactly
+// what git verifies: the commit encoded without its gpgsig header. The
+// host branch and the whitelist proposals both commit through it.
+func SignAndStore(repo *git.Repository, c *object.Commit, signer git.Signer) (plumbing.Hash, error) {
 	payload := &plumbing.MemoryObject{}
 	if err := c.EncodeWithoutSignature(payload); err != nil {
 		return plumbing.ZeroHash, err

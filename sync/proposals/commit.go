@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/picket-agent/picket/sync/hostbranch"
 )
 
 // Build writes ch as one commit on top of base, signed like the host
@@ -37,27 +38,9 @@ func Build(repo *git.Repository, base plumbing.Hash, ch Change, msg string, who 
 		who.When = time.Now()
 	}
 	c := &object.Commit{Author: who, Committer: who, Message: msg, TreeHash: tree, ParentHashes: []plumbing.Hash{base}}
-	payload := &plumbing.MemoryObject{}
-	if err := c.EncodeWithoutSignature(payload); err != nil {
-		return plumbing.ZeroHash, err
-	}
-	r, err := payload.Reader()
+	h, err := hostbranch.SignAndStore(repo, c, signer)
 	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	sig, err := signer.Sign(r)
-	r.Close()
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("proposals: sign commit: %w", err)
-	}
-	c.PGPSignature = string(sig)
-	obj := repo.Storer.NewEncodedObject()
-	if err := c.Encode(obj); err != nil {
-		return plumbing.ZeroHash, err
-	}
-	h, err := repo.Storer.SetEncodedObject(obj)
-	if err != nil {
-		return plumbing.ZeroHash, fmt.Errorf("proposals: store commit: %w", err)
+		return plumbing.ZeroHash, fmt.Errorf("proposals: %w", err)
 	}
 	return h, nil
 }
