@@ -1,13 +1,13 @@
 package actions
 
 import (
-	"bytes"
-	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/picket-agent/picket/actions/proctree"
+	"github.com/picket-agent/picket/actions/sshd"
 )
 
 // Guard is the never-touch set. It is checked at apply time, not only at
@@ -30,9 +30,6 @@ type Guard struct {
 	// Self is the agent's pid (os.Getpid() when 0).
 	Self int
 }
-
-// pfKthread is PF_KTHREAD in /proc/<pid>/stat's flags.
-const pfKthread = 0x00200000
 
 // Refuse returns why kind must never be taken against target, or "".
 func (g *Guard) Refuse(kind, target string) string {
@@ -123,51 +120,21 @@ func (g *Guard) refusePID(pid int) string {
 		if p == pid {
 			return "the agent or one of its ancestors"
 		}
-		st, err := readStat(proc, p)
+		st, err := proctree.Stat(proc, p)
 		if err != nil {
 			break
 		}
-		p = st.ppid
+		p = st.PPID
 	}
-	st, err := readStat(proc, pid)
+	st, err := proctree.Stat(proc, pid)
 	if err != nil {
 		return "" // gone: the executor will say so
 	}
-	if st.flags&pfKthread != 0 || st.ppid == 2 {
+	if st.KernelThread {
 		return "kernel thread"
 	}
-	if st.comm == "sshd" {
-		parent, perr := readStat(proc, st.ppid)
-		cmd, _ := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "cmdline"))
-		if st.ppid == 1 || perr != nil || parent.comm != "sshd" || bytes.Contains(cmd, []byte("[listener]")) {
-			return "sshd's listener"
-		}
+	if sshd.IsListener(proc, pid) {
+		return "sshd's listener"
 	}
 	return ""
-}
-
-type procStat struct {
-	comm  string
-	ppid  int
-	flags uint64
-}
-
-// readStat reads the fields the guard needs from /proc/<pid>/stat. comm
-// may hold spaces and parentheses, so fields are counted from the last ')'.
-func readStat(proc string, pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, err
-	}
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return procStat{}, fmt.Errorf("actions: malformed stat of %d", pid)
-	}
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 7 {
-		return procStat{}, fmt.Errorf("actions: short stat of %d", pid)
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	flags, _ := strconv.ParseUint(f[6], 10, 64)
-	return procStat{comm: string(b[open+1 : end]), ppid: ppid, flags: flags}, nil
 }

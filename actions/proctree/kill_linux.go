@@ -107,7 +107,7 @@ func KillMatching(ctx context.Context, match func(Info) bool, descendants bool, 
 	sel := func(all []stat) []stat {
 		var out []stat
 		for _, c := range all {
-			if (descendants && k.isParent(c.ppid)) || match(Info{PID: c.pid, PPID: c.ppid, StartTime: c.start, Comm: c.comm, State: c.state}) {
+			if (descendants && k.isParent(c.ppid)) || match(c.info()) {
 				out = append(out, c)
 			}
 		}

@@ -95,6 +95,8 @@ type Info struct {
 	StartTime uint64
 	Comm      string
 	State     byte
+	// KernelThread is set for kthreadd and its children (PF_KTHREAD).
+	KernelThread bool
 }
 
 func (o *Options) proc() string {

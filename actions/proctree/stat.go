@@ -83,6 +83,24 @@ func readStat(proc string, pid int) (stat, error) {
 	return s, nil
 }
 
+func (s stat) info() Info {
+	return Info{PID: s.pid, PPID: s.ppid, StartTime: s.start, Comm: s.comm, State: s.state, KernelThread: s.kernelThread()}
+}
+
+// Stat reads one process's /proc/<pid>/stat under proc ("/proc" when
+// empty): the action guard, sshd's listener lookup and the kill executor's
+// pid-reuse check read processes through it. ErrGone when it is not there.
+func Stat(proc string, pid int) (Info, error) {
+	if proc == "" {
+		proc = "/proc"
+	}
+	s, err := readStat(proc, pid)
+	if err != nil {
+		return Info{}, err
+	}
+	return s.info(), nil
+}
+
 // scanAll reads the stat of every process under proc. Processes that vanish
 // during the scan or whose stat does not parse are left out: the scan is a
 // snapshot, and a later round sees what changed.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/picket-agent/picket/actions/proctree"
 	"github.com/picket-agent/picket/agent/netsock"
 )
 
@@ -24,8 +25,7 @@ type Listener struct {
 }
 
 // Listeners returns sshd's listening TCP sockets, found under proc
-// ("/proc"). A listener process is an sshd whose parent is not an sshd
-// (session processes are children of the listener).
+// ("/proc"), of the processes IsListener accepts.
 func Listeners(proc string) ([]Listener, error) {
 	if proc == "" {
 		proc = "/proc"
@@ -40,14 +40,9 @@ func Listeners(proc string) ([]Listener, error) {
 		if err != nil {
 			continue
 		}
-		comm, ppid, ok := stat(proc, pid)
-		if !ok || comm != "sshd" {
-			continue
+		if IsListener(proc, pid) {
+			out = append(out, listening(proc, pid)...)
 		}
-		if pc, _, ok := stat(proc, ppid); ok && pc == "sshd" {
-			continue
-		}
-		out = append(out, listening(proc, pid)...)
 	}
 	slices.SortFunc(out, func(a, b Listener) int {
 		if c := a.Addr.Compare(b.Addr); c != 0 {
@@ -70,21 +65,22 @@ func Ports(ls []Listener) []uint16 {
 	return out
 }
 
-func stat(proc string, pid int) (comm string, ppid int, ok bool) {
-	b, err := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return "", 0, false
+// IsListener reports whether pid is an sshd listener process: an sshd
+// whose parent is not an sshd (session processes are the listener's
+// children), or whose command line says "[listener]" (OpenSSH >= 9.8).
+func IsListener(proc string, pid int) bool {
+	if proc == "" {
+		proc = "/proc"
 	}
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return "", 0, false
+	p, err := proctree.Stat(proc, pid)
+	if err != nil || p.Comm != "sshd" {
+		return false
 	}
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 2 {
-		return "", 0, false
+	if parent, err := proctree.Stat(proc, p.PPID); err != nil || parent.Comm != "sshd" {
+		return true
 	}
-	ppid, _ = strconv.Atoi(f[1])
-	return string(b[open+1 : end]), ppid, true
+	cmd, _ := os.ReadFile(filepath.Join(proc, strconv.Itoa(pid), "cmdline"))
+	return bytes.Contains(cmd, []byte("[listener]"))
 }
 
 // listening matches the process's socket inodes with the listening sockets
