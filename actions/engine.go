@@ -615,14 +615,5 @@ func sortedKeys(m map[string]Executor) []string {
 	return out
 }
 
-// short renders a duration without trailing zero units ("1h", "30m").
-func short(d time.Duration) string {
-	s := d.Round(time.Second).String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+// short renders a duration to the second without zero units ("1h").
+func short(d time.Duration) string { return schema.ShortDuration(d.Round(time.Second)) }

@@ -59,7 +59,7 @@ func policyRules(p *Policy) []violation {
 	}
 
 	if d := p.Learning.Period.D(); d != 0 && (d < minLearning || d > maxLearning) {
-		out = append(out, at(fmt.Sprintf("%s must be 0s (no learning) or between 24h and 72h", short(d)), "learning.period"))
+		out = append(out, at(fmt.Sprintf("%s must be 0s (no learning) or between 24h and 72h", ShortDuration(d)), "learning.period"))
 	}
 
 	for _, w := range []struct {
@@ -74,16 +74,16 @@ func policyRules(p *Policy) []violation {
 		{"learning.drift.every", p.Learning.Drift.Every},
 	} {
 		if w.d <= 0 {
-			out = append(out, at(fmt.Sprintf("%s must be positive", short(w.d.D())), w.path))
+			out = append(out, at(fmt.Sprintf("%s must be positive", ShortDuration(w.d.D())), w.path))
 		}
 	}
 
 	maxTTL := p.Actions.MaxTTL.D()
 	switch {
 	case maxTTL <= 0:
-		out = append(out, at(fmt.Sprintf("%s must be positive", short(maxTTL)), "actions.max_ttl"))
+		out = append(out, at(fmt.Sprintf("%s must be positive", ShortDuration(maxTTL)), "actions.max_ttl"))
 	case maxTTL > maxTTLCap:
-		out = append(out, at(fmt.Sprintf("%s is above the hard cap of 168h (7 days): actions must stay temporary", short(maxTTL)), "actions.max_ttl"))
+		out = append(out, at(fmt.Sprintf("%s is above the hard cap of 168h (7 days): actions must stay temporary", ShortDuration(maxTTL)), "actions.max_ttl"))
 	}
 	for _, t := range []struct {
 		name string
@@ -95,9 +95,9 @@ func policyRules(p *Policy) []violation {
 	} {
 		switch d := t.d.D(); {
 		case d <= 0:
-			out = append(out, at(fmt.Sprintf("%s must be positive", short(d)), "actions."+t.name))
+			out = append(out, at(fmt.Sprintf("%s must be positive", ShortDuration(d)), "actions."+t.name))
 		case maxTTL > 0 && d > maxTTL:
-			out = append(out, at(fmt.Sprintf("%s must be at most actions.max_ttl (%s)", short(d), short(maxTTL)),
+			out = append(out, at(fmt.Sprintf("%s must be at most actions.max_ttl (%s)", ShortDuration(d), ShortDuration(maxTTL)),
 				"actions."+t.name, "actions.max_ttl"))
 		}
 	}
@@ -110,9 +110,9 @@ func policyRules(p *Policy) []violation {
 	for _, name := range ttlNames {
 		switch d := p.Actions.TTL[name].D(); {
 		case d <= 0:
-			out = append(out, at(fmt.Sprintf("%s must be positive", short(d)), "actions.ttl."+name))
+			out = append(out, at(fmt.Sprintf("%s must be positive", ShortDuration(d)), "actions.ttl."+name))
 		case maxTTL > 0 && d > maxTTL:
-			out = append(out, at(fmt.Sprintf("%s must be at most actions.max_ttl (%s)", short(d), short(maxTTL)),
+			out = append(out, at(fmt.Sprintf("%s must be at most actions.max_ttl (%s)", ShortDuration(d), ShortDuration(maxTTL)),
 				"actions.ttl."+name, "actions.max_ttl"))
 		}
 	}
@@ -179,8 +179,9 @@ func checkCIDR(s string) error {
 	return nil
 }
 
-// short prints a duration without zero units: 1h, 30m, 1h30m.
-func short(d time.Duration) string {
+// ShortDuration prints a duration without zero units: 1h, 30m, 1h30m
+// (validation messages, the action journal, `picket actions`).
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

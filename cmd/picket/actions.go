@@ -17,6 +17,7 @@ import (
 	"github.com/picket-agent/picket/actions/emergency"
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/audit"
+	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
 	"github.com/spf13/pflag"
 )
@@ -163,7 +164,7 @@ func expiresIn(a actions.Action, now time.Time) string {
 	if d <= 0 {
 		return "due now"
 	}
-	return "in " + strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "h0m")
+	return "in " + schema.ShortDuration(d)
 }
 
 func oneLine(s string) string {

@@ -27,6 +27,8 @@ func TestActionsCommands(t *testing.T) {
 			{Incident: 3, Kind: actions.BlockSource, Target: "198.51.100.7", Status: actions.StatusApplied, Created: now,
 				Applied: now, Expires: now.Add(42 * time.Minute), Reason: "ssh brute force", Note: "nftables: inbound dropped"},
 			{Incident: 3, Kind: actions.DisableUser, Target: "root", Status: actions.StatusRefused, Created: now, Note: "never touched: root"},
+			{Incident: 4, Kind: actions.BlockSource, Target: "198.51.100.8", Status: actions.StatusApplied, Created: now,
+				Applied: now, Expires: now.Add(2 * time.Hour), Reason: "ssh brute force"},
 		}
 		for _, r := range rows {
 			if _, err := tx.AddAction(ctx, r); err != nil {
@@ -41,13 +43,13 @@ func TestActionsCommands(t *testing.T) {
 	}
 	out, _, code := picket(t, "actions", "--state-dir", dir)
 	if code != exitOK || !strings.Contains(out, "CIRCUIT BREAKER TRIPPED") || !strings.Contains(out, "198.51.100.7") ||
-		!strings.Contains(out, "in 4") || strings.Contains(out, "root") {
+		!strings.Contains(out, "in 42m ") || !strings.Contains(out, "in 2h ") || strings.Contains(out, "root") {
 		t.Errorf("actions: %d\n%s", code, out)
 	}
 	out, _, code = picket(t, "actions", "--all", "--json", "--state-dir", dir)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var rec actionRecord
-	if code != exitOK || len(lines) != 2 || json.Unmarshal([]byte(lines[1]), &rec) != nil || rec.Status != actions.StatusRefused || rec.Target != "root" {
+	if code != exitOK || len(lines) != 3 || json.Unmarshal([]byte(lines[1]), &rec) != nil || rec.Status != actions.StatusRefused || rec.Target != "root" {
 		t.Errorf("actions --all --json: %d\n%s", code, out)
 	}
 	if _, _, code = picket(t, "actions", "rollback", "2", "--state-dir", dir); code != exitFailure {
