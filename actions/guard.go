@@ -4,10 +4,10 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/picket-agent/picket/actions/proctree"
 	"github.com/picket-agent/picket/actions/sshd"
+	"github.com/picket-agent/picket/agent/whitelist"
 )
 
 // Guard is the never-touch set. It is checked at apply time, not only at
@@ -35,7 +35,7 @@ type Guard struct {
 func (g *Guard) Refuse(kind, target string) string {
 	switch kind {
 	case BlockSource, BlockDestination, RateLimit:
-		p, err := ParseTarget(target)
+		p, err := whitelist.ParsePrefix(target)
 		if err != nil {
 			return "not an address or prefix"
 		}
@@ -57,20 +57,6 @@ func (g *Guard) Refuse(kind, target string) string {
 		}
 	}
 	return ""
-}
-
-// ParseTarget reads an address (as a single-address prefix) or a prefix.
-func ParseTarget(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		return p.Masked(), err
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 func (g *Guard) refuseNet(p netip.Prefix) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/picket-agent/picket/actions/health"
 	"github.com/picket-agent/picket/actions/isolate"
 	"github.com/picket-agent/picket/actions/sshd"
+	"github.com/picket-agent/picket/agent/whitelist"
 	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
 )
@@ -166,7 +167,7 @@ func (h *Hands) admin() []netip.Prefix {
 	}
 	var out []netip.Prefix
 	for _, e := range p.Whitelist.AdminIPs {
-		if pr, err := actions.ParseTarget(e.CIDR); err == nil {
+		if pr, err := whitelist.ParsePrefix(e.CIDR); err == nil {
 			out = append(out, pr)
 		}
 	}
@@ -197,7 +198,7 @@ func (h *Hands) allow() []netip.Prefix {
 	out = append(out, resolvers(h.cfg.ResolvConf)...)
 	if p := h.current(); p != nil {
 		for _, a := range p.Actions.Containment.Allow {
-			if pr, err := actions.ParseTarget(a); err == nil {
+			if pr, err := whitelist.ParsePrefix(a); err == nil {
 				out = append(out, pr)
 			}
 		}

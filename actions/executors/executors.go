@@ -24,6 +24,7 @@ import (
 	"github.com/picket-agent/picket/actions/firewall"
 	"github.com/picket-agent/picket/actions/nologin"
 	"github.com/picket-agent/picket/actions/proctree"
+	"github.com/picket-agent/picket/agent/whitelist"
 )
 
 // NologinMessage is what a user refused by a paused SSH sees.
@@ -109,7 +110,7 @@ func (x *fwPrefix) Snapshot(context.Context, *actions.Action) (json.RawMessage, 
 }
 
 func (x *fwPrefix) Apply(_ context.Context, a *actions.Action) (string, error) {
-	p, err := actions.ParseTarget(a.Target)
+	p, err := whitelist.ParsePrefix(a.Target)
 	if err != nil {
 		return "", err
 	}
@@ -137,7 +138,7 @@ func (x *fwPrefix) Apply(_ context.Context, a *actions.Action) (string, error) {
 }
 
 func (x *fwPrefix) Revert(_ context.Context, a *actions.Action) error {
-	p, err := actions.ParseTarget(a.Target)
+	p, err := whitelist.ParsePrefix(a.Target)
 	if err != nil {
 		return nil // nothing was ever applied for an unparseable target
 	}
@@ -164,7 +165,7 @@ func (x *fwPrefix) entries(st firewall.State) []firewall.Entry {
 }
 
 func (x *fwPrefix) InForce(_ context.Context, a *actions.Action) (bool, error) {
-	p, err := actions.ParseTarget(a.Target)
+	p, err := whitelist.ParsePrefix(a.Target)
 	if err != nil {
 		return true, nil
 	}
@@ -187,7 +188,7 @@ func (x *fwPrefix) Sweep(_ context.Context, live []actions.Action) ([]string, er
 	}
 	want := map[netip.Prefix]bool{}
 	for _, a := range live {
-		if p, err := actions.ParseTarget(a.Target); err == nil {
+		if p, err := whitelist.ParsePrefix(a.Target); err == nil {
 			want[p] = true
 		}
 	}

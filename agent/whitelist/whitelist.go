@@ -62,6 +62,9 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is neither an IP address nor a CIDR", s)
 	}
+	// An IPv4-mapped address is the IPv4 address it maps (as the
+	// matcher's lookups are).
+	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 

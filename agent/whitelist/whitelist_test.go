@@ -44,3 +44,21 @@ func TestMatcher(t *testing.T) {
 		t.Error("invalid entry accepted")
 	}
 }
+
+func TestParsePrefix(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"198.51.100.7", "198.51.100.7/32"},
+		{"::ffff:198.51.100.7", "198.51.100.7/32"},
+		{"2001:db8::1", "2001:db8::1/128"},
+		{"203.0.113.9/24", "203.0.113.0/24"},
+		{"2001:db8::/32", "2001:db8::/32"},
+	} {
+		p, err := ParsePrefix(c.in)
+		if err != nil || p.String() != c.want {
+			t.Errorf("%s: %v %v, want %s", c.in, p, err, c.want)
+		}
+	}
+	if _, err := ParsePrefix("web1"); err == nil {
+		t.Error("a name was accepted")
+	}
+}
