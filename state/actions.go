@@ -26,6 +26,19 @@ type ActionRow struct {
 	Note     string    // last outcome, for operators
 }
 
+// actionCols are the columns scanAction reads, in its order.
+const actionCols = `id, incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note`
+
+// statusIn returns "status IN (?,…)" for statuses (at least one) and its
+// arguments; the journal, feedback and proposal lists filter with it.
+func statusIn(statuses []string) (string, []any) {
+	args := make([]any, len(statuses))
+	for i, st := range statuses {
+		args[i] = st
+	}
+	return `status IN (?` + strings.Repeat(",?", len(statuses)-1) + `)`, args
+}
+
 // AddAction journals a new action and returns its id.
 func (t *Tx) AddAction(ctx context.Context, a ActionRow) (int64, error) {
 	res, err := t.tx.ExecContext(ctx, `INSERT INTO actions(incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note)
@@ -60,13 +73,12 @@ type ActionFilter struct {
 
 // Actions lists journal entries, oldest first.
 func (s *Store) Actions(ctx context.Context, f ActionFilter) ([]ActionRow, error) {
-	q := `SELECT id, incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note FROM actions WHERE 1=1`
+	q := `SELECT ` + actionCols + ` FROM actions WHERE 1=1`
 	var args []any
 	if len(f.Statuses) > 0 {
-		q += ` AND status IN (?` + strings.Repeat(",?", len(f.Statuses)-1) + `)`
-		for _, st := range f.Statuses {
-			args = append(args, st)
-		}
+		in, sargs := statusIn(f.Statuses)
+		q += ` AND ` + in
+		args = append(args, sargs...)
 	}
 	if !f.Since.IsZero() {
 		q += ` AND created >= ?`
@@ -95,8 +107,7 @@ func (s *Store) Actions(ctx context.Context, f ActionFilter) ([]ActionRow, error
 
 // Action returns one journal entry.
 func (s *Store) Action(ctx context.Context, id int64) (ActionRow, error) {
-	a, err := scanAction(s.db.QueryRowContext(ctx, `SELECT id, incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note
-		FROM actions WHERE id=?`, id))
+	a, err := scanAction(s.db.QueryRowContext(ctx, `SELECT `+actionCols+` FROM actions WHERE id=?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("state: action %d: %w", id, ErrNotFound)
 	}
@@ -106,8 +117,7 @@ func (s *Store) Action(ctx context.Context, id int64) (ActionRow, error) {
 // Action reads one journal entry inside the transaction (the store has a
 // single connection: reading through the Store here would wait forever).
 func (t *Tx) Action(ctx context.Context, id int64) (ActionRow, error) {
-	a, err := scanAction(t.tx.QueryRowContext(ctx, `SELECT id, incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note
-		FROM actions WHERE id=?`, id))
+	a, err := scanAction(t.tx.QueryRowContext(ctx, `SELECT `+actionCols+` FROM actions WHERE id=?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, fmt.Errorf("state: action %d: %w", id, ErrNotFound)
 	}
@@ -120,10 +130,9 @@ func (s *Store) CountActionsSince(ctx context.Context, t time.Time, statuses []s
 	q := `SELECT count(*) FROM actions WHERE created >= ?`
 	args := []any{ts(t)}
 	if len(statuses) > 0 {
-		q += ` AND status IN (?` + strings.Repeat(",?", len(statuses)-1) + `)`
-		for _, st := range statuses {
-			args = append(args, st)
-		}
+		in, sargs := statusIn(statuses)
+		q += ` AND ` + in
+		args = append(args, sargs...)
 	}
 	var n int
 	if err := s.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {

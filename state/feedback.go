@@ -82,10 +82,9 @@ func (s *Store) FeedbackList(ctx context.Context, statuses ...string) ([]Feedbac
 	q := `SELECT ` + feedbackCols + ` FROM feedback`
 	var args []any
 	if len(statuses) > 0 {
-		q += ` WHERE status IN (?` + strings.Repeat(",?", len(statuses)-1) + `)`
-		for _, st := range statuses {
-			args = append(args, st)
-		}
+		var in string
+		in, args = statusIn(statuses)
+		q += ` WHERE ` + in
 	}
 	rows, err := s.db.QueryContext(ctx, q+` ORDER BY id`, args...)
 	if err != nil {
@@ -238,10 +237,9 @@ func queryProposals(ctx context.Context, db querier, statuses []string) ([]Propo
 	q := `SELECT id, pattern, feedback, branch, status, doc, commit_hash, created, updated, expires, note FROM proposals`
 	var args []any
 	if len(statuses) > 0 {
-		q += ` WHERE status IN (?` + strings.Repeat(",?", len(statuses)-1) + `)`
-		for _, st := range statuses {
-			args = append(args, st)
-		}
+		var in string
+		in, args = statusIn(statuses)
+		q += ` WHERE ` + in
 	}
 	rows, err := db.QueryContext(ctx, q+` ORDER BY id`, args...)
 	if err != nil {
