@@ -321,18 +321,24 @@ func (e *Engine) breaker(ctx context.Context, p *schema.Policy, now time.Time) (
 		return false, nil
 	}
 	b = Breaker{Tripped: true, At: now, Count: n, Max: max}
+	err = Trip(ctx, e.cfg.Store, b, fmt.Sprintf("circuit breaker tripped: %d actions in the last hour (actions.max_per_hour is %d); observe-only until an operator runs `picket actions resume`", n, max))
+	e.log.Warn("circuit breaker tripped", "actions_last_hour", n, "max", max)
+	return true, err
+}
+
+// Trip records a tripped breaker and audits why, in one transaction: the
+// engine's hourly cap and `picket emergency-stop` both stop the agent's
+// actions through it.
+func Trip(ctx context.Context, st *state.Store, b Breaker, why string) error {
+	b.Tripped = true
 	data, _ := json.Marshal(b)
-	err = e.cfg.Store.Update(ctx, func(tx *state.Tx) error {
+	return st.Update(ctx, func(tx *state.Tx) error {
 		if err := tx.SetMetaJSON(ctx, MetaBreaker, b); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindBreaker, Subject: "actions",
-			Message: fmt.Sprintf("circuit breaker tripped: %d actions in the last hour (actions.max_per_hour is %d); observe-only until an operator runs `picket actions resume`", n, max),
-			Data:    data})
+		_, err := tx.AppendAudit(ctx, audit.Entry{Time: b.At, Kind: audit.KindBreaker, Subject: "actions", Message: why, Data: data})
 		return err
 	})
-	e.log.Warn("circuit breaker tripped", "actions_last_hour", n, "max", max)
-	return true, err
 }
 
 // Resume resets a tripped circuit breaker (`picket actions resume`).

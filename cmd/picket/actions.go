@@ -16,7 +16,6 @@ import (
 	"github.com/picket-agent/picket/actions"
 	"github.com/picket-agent/picket/actions/emergency"
 	"github.com/picket-agent/picket/agent"
-	"github.com/picket-agent/picket/audit"
 	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
 	"github.com/spf13/pflag"
@@ -283,15 +282,8 @@ func emergencyStop(ctx context.Context, e *env) error {
 	defer st.Close()
 	now := time.Now()
 	// Trip the breaker first: a running agent must not act again meanwhile.
-	b := actions.Breaker{Tripped: true, At: now}
-	err = st.Update(ctx, func(tx *state.Tx) error {
-		if err := tx.SetMetaJSON(ctx, actions.MetaBreaker, b); err != nil {
-			return err
-		}
-		_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindBreaker, Subject: "actions",
-			Message: "emergency stop by " + whoami() + ": every action rolled back, observe-only until `picket actions resume`"})
-		return err
-	})
+	err = actions.Trip(ctx, st, actions.Breaker{At: now},
+		"emergency stop by "+whoami()+": every action rolled back, observe-only until `picket actions resume`")
 	if err != nil {
 		errs = append(errs, err)
 	}
