@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"slices"
@@ -222,16 +221,9 @@ type pauseUndo struct {
 
 func (x *pauseSSH) Snapshot(context.Context, *actions.Action) (json.RawMessage, error) {
 	u := pauseUndo{Ports: x.h.SSHPorts(), Firewall: len(x.h.Admin()) > 0}
-	b, err := os.ReadFile(x.h.Nologin)
-	switch {
-	case err == nil:
-		fi, serr := os.Stat(x.h.Nologin)
-		if serr != nil {
-			return nil, serr
-		}
-		u.Nologin = nologin.Undo{Existed: true, Prev: b, Mode: fi.Mode().Perm()}
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("executors: read %s: %w", x.h.Nologin, err)
+	var err error
+	if u.Nologin, err = nologin.Snapshot(x.h.Nologin); err != nil {
+		return nil, err
 	}
 	// Recorded before anything changes: the emergency script restores it.
 	if err := x.h.Registry.SetNologin(u.Nologin.Existed, u.Nologin.Prev); err != nil {

@@ -36,23 +36,32 @@ type Undo struct {
 	Mode fs.FileMode `json:"mode,omitempty"`
 }
 
-// Set writes message (plus a newline when it lacks one: pam_nologin shows
-// the file to the user verbatim) to path and returns what was there.
-func Set(path, message string) (Undo, error) {
-	var u Undo
+// Snapshot returns what is at path now, for Restore: the action engine
+// journals it before Set changes anything. A symlink or other non-regular
+// file is refused (never written through).
+func Snapshot(path string) (Undo, error) {
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		return Undo{}, nil
 	case err != nil:
 		return Undo{}, fmt.Errorf("nologin: stat %s: %w", path, err)
 	case !fi.Mode().IsRegular():
 		return Undo{}, fmt.Errorf("nologin: %s (%s): %w", path, fi.Mode().Type(), ErrNotRegular)
-	default:
-		prev, err := os.ReadFile(path)
-		if err != nil {
-			return Undo{}, fmt.Errorf("nologin: read %s: %w", path, err)
-		}
-		u = Undo{Existed: true, Prev: prev, Mode: fi.Mode().Perm()}
+	}
+	prev, err := os.ReadFile(path)
+	if err != nil {
+		return Undo{}, fmt.Errorf("nologin: read %s: %w", path, err)
+	}
+	return Undo{Existed: true, Prev: prev, Mode: fi.Mode().Perm()}, nil
+}
+
+// Set writes message (plus a newline when it lacks one: pam_nologin shows
+// the file to the user verbatim) to path and returns what was there.
+func Set(path, message string) (Undo, error) {
+	u, err := Snapshot(path)
+	if err != nil {
+		return Undo{}, err
 	}
 	msg := []byte(message)
 	if !bytes.HasSuffix(msg, []byte("\n")) {
