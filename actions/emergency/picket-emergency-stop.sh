@@ -9,8 +9,10 @@
 #   - re-enables the accounts picket disabled (their previous expiry);
 #   - unpauses or reconnects the containers picket isolated.
 #
-# It reads the plain files picket keeps in $PICKET_STATE_DIR/emergency. Stop the
-# agent first (systemctl stop picket) or it may act again.
+# It reads the plain files picket keeps in $PICKET_STATE_DIR/emergency. Before
+# undoing anything it creates $PICKET_STATE_DIR/emergency/stop ("time who"):
+# a running agent sees it within a second, trips its circuit breaker
+# (observe-only) and re-creates nothing; `picket actions resume` removes it.
 #
 # Environment (for tests and unusual installs):
 #   PICKET_STATE_DIR  state directory (/var/lib/picket)
@@ -29,6 +31,35 @@ failed=0
 
 say() { echo "picket-emergency-stop: $*"; }
 fail() { echo "picket-emergency-stop: $*" >&2; failed=1; }
+
+# 0. The stop file, first, so a running agent stops acting before we undo
+# what it holds (else it would re-assert its blocks at once). Written to a
+# temporary name and moved: the agent never reads half a line.
+who=${SUDO_USER:-$(id -un 2>/dev/null || echo unknown)}
+stopfile=$REG/stop
+if mkdir -p "$REG" && chmod 700 "$REG" &&
+	printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$who" >"$stopfile.tmp.$$" &&
+	mv -f "$stopfile.tmp.$$" "$stopfile"; then
+	say "wrote $stopfile: a running agent stops acting (observe-only until picket actions resume)"
+else
+	rm -f "$stopfile.tmp.$$"
+	fail "could not write $stopfile: a running agent may act again (stop it: systemctl stop picket)"
+fi
+# A running agent holds an flock on $STATE/picket.lock (its pid inside) and
+# looks for the stop file every second: give it two to stop re-asserting.
+lock=$STATE/picket.lock
+if [ -s "$lock" ]; then
+	running=0
+	if command -v flock >/dev/null 2>&1; then
+		flock -n "$lock" true || running=1
+	elif kill -0 "$(cat "$lock")" 2>/dev/null; then
+		running=1
+	fi
+	if [ "$running" -eq 1 ]; then
+		say "agent (pid $(cat "$lock")) is running: waiting 2s for it to stop acting"
+		sleep 2
+	fi
+fi
 
 # 1. Firewall: one table holds every rule and set picket made.
 if command -v nft >/dev/null 2>&1; then

@@ -1,11 +1,13 @@
 package emergency
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRegistry(t *testing.T) {
@@ -72,10 +74,64 @@ func TestScriptSyntaxAndEmptyRun(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil || os.Geteuid() != 0 {
 		t.Skip("running it needs root and nft (covered by agent's TestEmergencyScript)")
 	}
+	stateDir := t.TempDir()
 	cmd := exec.Command("sh", path)
-	cmd.Env = append(os.Environ(), "PICKET_STATE_DIR="+t.TempDir(), "PICKET_NFT_TABLE=picket-absent-test", "PICKET_NOLOGIN="+filepath.Join(t.TempDir(), "nologin"))
+	cmd.Env = append(os.Environ(), "PICKET_STATE_DIR="+stateDir, "PICKET_NFT_TABLE=picket-absent-test", "PICKET_NOLOGIN="+filepath.Join(t.TempDir(), "nologin"))
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "no nftables table inet picket-absent-test") || !strings.Contains(string(out), "done") {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	if _, ok, _ := ReadStop(stateDir); !ok {
+		t.Fatal("no stop file after a run")
+	}
+}
+
+// TestScriptWritesStopFileFirst: the stop file exists, complete, before the
+// script touches the firewall (a fake nft on PATH records what it saw),
+// so a running agent has stopped acting when its table goes. No root
+// needed: nothing real is changed.
+func TestScriptWritesStopFileFirst(t *testing.T) {
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	bin := filepath.Join(dir, "bin")
+	os.Mkdir(bin, 0o755)
+	seen := filepath.Join(dir, "seen")
+	fake := fmt.Sprintf("#!/bin/sh\ncat %q >>%q 2>/dev/null || echo missing >>%q\nexit 1\n", StopFile(stateDir), seen, seen)
+	if err := os.WriteFile(filepath.Join(bin, "nft"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "stop.sh")
+	os.WriteFile(script, Script, 0o755)
+	cmd := exec.Command("sh", script)
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "PICKET_STATE_DIR="+stateDir,
+		"PICKET_NFT_TABLE=picket-fake", "PICKET_NOLOGIN="+filepath.Join(dir, "nologin"), "SUDO_USER=opsadmin")
+	before := time.Now().Add(-time.Second)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(seen)
+	line := strings.TrimSpace(string(b))
+	if line == "" || line == "missing" {
+		t.Fatalf("nft ran before the stop file existed (saw %q)\n%s", line, out)
+	}
+	s := parseStop(line)
+	if s.By != "opsadmin" || s.At.Before(before.Truncate(time.Second)) || s.At.After(time.Now()) {
+		t.Fatalf("stop file %q parsed as %+v", line, s)
+	}
+	if m, _ := filepath.Glob(filepath.Join(DirIn(stateDir), "stop.tmp*")); len(m) != 0 {
+		t.Fatalf("temporary files left: %v", m)
+	}
+	if fi, err := os.Stat(DirIn(stateDir)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("registry dir: %v %v", fi, err)
+	}
+	// A second run replaces the file rather than failing on it.
+	again := exec.Command("sh", script)
+	again.Env = cmd.Env
+	if out, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out)
+	}
+	if _, ok, err := ReadStop(stateDir); !ok || err != nil {
+		t.Fatalf("stop file after the second run: %v %v", ok, err)
 	}
 }

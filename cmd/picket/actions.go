@@ -274,10 +274,16 @@ instead: /usr/local/sbin/picket-emergency-stop (installed by install.sh;
 
 func emergencyStop(ctx context.Context, e *env) error {
 	var errs []error
+	// The stop file first, before the database (which may be what is
+	// broken): a running agent sees it within a second and stops acting,
+	// so nothing undone below is re-created.
+	if err := emergency.WriteStop(e.g.stateDir, time.Now(), whoami()); err != nil {
+		errs = append(errs, err)
+	}
 	st, err := state.Open(ctx, e.g.stateDir)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "picket emergency-stop: state unreadable (%v); running the standalone script\n", err)
-		return runScript(ctx, e)
+		return errors.Join(append(errs, runScript(ctx, e))...)
 	}
 	defer st.Close()
 	now := time.Now()

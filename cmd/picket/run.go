@@ -19,6 +19,7 @@ import (
 	"github.com/picket-agent/picket/agent"
 	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
+	"github.com/picket-agent/picket/state/instance"
 	"github.com/picket-agent/picket/sync/syncer"
 	"github.com/spf13/pflag"
 )
@@ -70,6 +71,14 @@ capability.`,
 				return checkErr(err)
 			}
 			stateDir := e.g.stateDir
+			// One agent per state directory, checked before anything is
+			// opened: a second one would re-assert the first one's actions
+			// and interleave its journal entries.
+			lock, err := instance.Acquire(stateDir)
+			if err != nil {
+				return err
+			}
+			defer lock.Release()
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
