@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,11 @@ func TestSystemdUnitDirectives(t *testing.T) {
 	}
 	if u.get("Unit", "Description") == "" {
 		t.Errorf("[Unit] Description= missing")
+	}
+	// Killed late by a host-wide OOM, but never unkillable: -1000 would
+	// also exempt it from its own MemoryMax= (see the unit's comment).
+	if v, err := strconv.Atoi(u.get("Service", "OOMScoreAdjust")); err != nil || v <= -1000 || v >= 0 {
+		t.Errorf("[Service] OOMScoreAdjust=%q: want a value in (-1000, 0) (%v)", u.get("Service", "OOMScoreAdjust"), err)
 	}
 
 	durations := []struct {
