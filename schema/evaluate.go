@@ -343,6 +343,8 @@ func errMsg(e cueerrors.Error) string {
 			`not a duration: use Go syntax such as "90s", "10m", "48h"`, 1)
 	case strings.Contains(msg, `out of bound =~"^/"`):
 		return strings.Replace(msg, `out of bound =~"^/"`, "must be an absolute path", 1)
+	case strings.Contains(msg, `out of bound =~"^[a-z0-9_]+\\.[a-z0-9_]+$"`):
+		return msg[:strings.Index(msg, "(out of bound")] + "(not a rule id such as \"process.reverse_shell\")"
 	case msg == "field is required but not present":
 		return "required field is missing"
 	case strings.Contains(msg, `out of bound !=""`):
@@ -381,6 +383,11 @@ func selectors(p []string) []cue.Selector {
 		if n, err := strconv.Atoi(s); err == nil && n >= 0 && strconv.Itoa(n) == s {
 			sels[i] = cue.Index(n)
 			continue
+		}
+		// CUE error paths keep the quotes of labels that need them
+		// ("kill-tree"): unquote, or the path prints them twice.
+		if u, err := strconv.Unquote(s); err == nil && strings.HasPrefix(s, `"`) {
+			s = u
 		}
 		sels[i] = cue.Str(s)
 	}

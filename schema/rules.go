@@ -140,6 +140,7 @@ func policyRules(p *Policy) []violation {
 		}
 	}
 
+	out = append(out, corroborationRules(p)...)
 	out = append(out, cidrRules("admin_ips", p.Whitelist.AdminIPs)...)
 	out = append(out, cidrRules("ips", p.Whitelist.IPs)...)
 	return out

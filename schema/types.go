@@ -32,6 +32,20 @@ type Processes struct {
 	DBServers          []string `json:"db_servers"`
 	DBAllowedChildren  []string `json:"db_allowed_children"`
 	TempDirs           []string `json:"temp_dirs"`
+	// Sessions are the ordinary-session processes (init, sshd, tmux,
+	// cron, container shims...) that never join two processes into one
+	// incident; interactive shells directly below them belong to them.
+	Sessions []string `json:"sessions"`
+	// KnownRuntimes run from a memfd or a deleted file as part of their
+	// work (runc's cloned binary): never flagged below their parents.
+	KnownRuntimes []KnownRuntime `json:"known_runtimes"`
+}
+
+// KnownRuntime is an executable path (exact, or a prefix ending in "*")
+// that is normal below one of Parents (process names, wildcards allowed).
+type KnownRuntime struct {
+	Exe     string   `json:"exe"`
+	Parents []string `json:"parents"`
 }
 
 // NetworkInvariants configures the network rules.
@@ -59,6 +73,7 @@ type ProcessInvariants struct {
 	ReverseShellWeight float64 `json:"reverse_shell_weight"`
 	ExecTmpWeight      float64 `json:"exec_tmp_weight"`
 	ExecDeletedWeight  float64 `json:"exec_deleted_weight"`
+	ExecMemfdWeight    float64 `json:"exec_memfd_weight"`
 }
 
 // Learning is the read-only period at the start of the agent's life.
@@ -195,6 +210,10 @@ type Actions struct {
 	ContainmentTTL Duration `json:"containment_ttl"`
 	// OnLevel lists the actions of each level (cumulative).
 	OnLevel OnLevel `json:"on_level"`
+	// Corroboration is, per action name, the evidence an incident needs
+	// before that action is planned (kill-tree, disable-user and
+	// isolate-container by default); see Corroboration.
+	Corroboration map[string]Corroboration `json:"corroboration"`
 	// TTL overrides default_ttl per action name.
 	TTL map[string]Duration `json:"ttl"`
 	// Containment is what containment mode still lets through.

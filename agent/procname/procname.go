@@ -1,6 +1,9 @@
-// Package procname matches processes against configured name lists (web
-// servers, database servers, shells, network tools...). The process and
-// network detectors use it, so "php-fpm*" means the same thing everywhere.
+// Package procname recognises processes by name and lineage: configured
+// name lists (web servers, database servers, shells, network tools...),
+// the ordinary session at the top of a process tree (init, sshd, tmux,
+// cron, login shells), and the known runtimes that run from a memfd (runc).
+// The process and network detectors use it, so "php-fpm*" means the same
+// thing everywhere.
 package procname
 
 import (
