@@ -52,10 +52,6 @@ var inForce = []string{StatusApplying, StatusApplied, StatusRollbackRequested}
 // on the host (callers list them; the slice is a copy).
 func InForceStatuses() []string { return append([]string(nil), inForce...) }
 
-// counted are the statuses the circuit breaker counts: everything that
-// reached the host.
-var counted = []string{StatusApplying, StatusApplied, StatusDone, StatusRollbackRequested, StatusExpired, StatusRolledBack, StatusFailed}
-
 // Errors.
 var (
 	// ErrUnknownAction: no executor for the action's kind on this host.
@@ -71,6 +67,9 @@ type Request struct {
 	Target   string
 	Reason   string
 	TTL      time.Duration
+	// Plan is the queued plan this request carries out (0: none); it is
+	// marked taken in the transaction that journals the outcome.
+	Plan int64
 }
 
 // Action is a journal entry as the engine and executors see it.
@@ -91,6 +90,10 @@ type Action struct {
 	// Healthy names the health checks that passed just before apply: only
 	// those can blame this action when they fail later.
 	Healthy []string
+
+	// msg is the audit message of an entry decided before the host was
+	// touched (engine only, not stored).
+	msg string
 }
 
 // envelope is what the journal's snapshot column holds.
@@ -157,6 +160,25 @@ type Executor interface {
 // OneShot is implemented by executors whose action happens once and has
 // nothing to undo or expire (killing a process tree).
 type OneShot interface{ OneShot() bool }
+
+// Batcher is implemented by executors that apply, check and undo many
+// actions of their kind in one step (nftables set elements: one netlink
+// batch per chunk). The engine uses it for every action of the kind, so a
+// burst of 50,000 blocks costs a few kernel round trips, not 50,000.
+// Implementations are idempotent like Executor's methods, and are
+// Sweepers too: the engine journals a batch after applying it, so a crash
+// in between leaves host state that only a sweep accounts for (the plans
+// stay queued and are taken again).
+type Batcher interface {
+	// ApplyBatch applies each action; errs[i] is as[i]'s outcome, notes[i]
+	// its note when it succeeded.
+	ApplyBatch(ctx context.Context, as []*Action) (notes []string, errs []error)
+	// RevertBatch undoes each action; errs[i] is as[i]'s outcome.
+	RevertBatch(ctx context.Context, as []*Action) []error
+	// InForceBatch reports for each action whether the host carries it,
+	// from one read of the host's state.
+	InForceBatch(ctx context.Context, as []*Action) ([]bool, error)
+}
 
 // Sweeper is implemented by executors that can find state on the host that
 // no journal entry accounts for (orphans, e.g. after a lost journal write)

@@ -106,7 +106,7 @@ func newRig(t *testing.T) *rig {
 	ok := true
 	r.check = &ok
 	r.guard = &Guard{Admin: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, Self: 1 << 30}
-	r.e, err = New(Config{Store: st, Executors: map[string]Executor{BlockSource: r.host}, Now: r.clk.now,
+	r.e, err = New(Config{Store: st, Executors: map[string]Executor{BlockSource: r.host, DisableUser: r.host}, Now: r.clk.now,
 		Health: func(context.Context) []health.Result {
 			return []health.Result{{Name: "web", OK: *r.check, Detail: map[bool]string{false: "connection refused"}[*r.check]}}
 		}})
@@ -119,7 +119,12 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) do(t *testing.T, target string) Action {
 	t.Helper()
-	a, err := r.e.Do(context.Background(), Request{Incident: 1, Kind: BlockSource, Target: target, Reason: "ssh brute force"})
+	return r.doKind(t, BlockSource, target)
+}
+
+func (r *rig) doKind(t *testing.T, kind, target string) Action {
+	t.Helper()
+	a, err := r.e.Do(context.Background(), Request{Incident: 1, Kind: kind, Target: target, Reason: "ssh brute force"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,12 +219,23 @@ func TestGuardsAndModes(t *testing.T) {
 func TestCircuitBreaker(t *testing.T) {
 	r := newRig(t)
 	r.pol.Actions.MaxPerHour = 2
-	r.do(t, "198.51.100.1")
+	// Blocks have their own cap: they do not count toward max_per_hour.
+	for _, ip := range []string{"198.51.100.10", "198.51.100.11", "198.51.100.12"} {
+		if a := r.do(t, ip); a.Status != StatusApplied {
+			t.Fatalf("block: %+v", a)
+		}
+	}
+	// Neither do actions that never reached the host.
+	r.host.failNext = errors.New("usermod failed")
+	if a := r.doKind(t, DisableUser, "carol"); a.Status != StatusFailed {
+		t.Fatalf("failing action: %+v", a)
+	}
+	r.doKind(t, DisableUser, "alice")
 	r.clk.add(time.Minute)
-	r.do(t, "198.51.100.2")
+	r.doKind(t, DisableUser, "bob")
 	r.clk.add(time.Minute)
-	a := r.do(t, "198.51.100.3")
-	if a.Status != StatusSuppressed || r.host.has("198.51.100.3") {
+	a := r.doKind(t, DisableUser, "mallory")
+	if a.Status != StatusSuppressed || r.host.has("mallory") {
 		t.Fatalf("third action: %+v", a)
 	}
 	if !strings.Contains(r.audit(t), "circuit breaker tripped: 2 actions in the last hour") {
@@ -227,7 +243,7 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 	// Still tripped an hour later: only an operator resets it.
 	r.clk.add(2 * time.Hour)
-	if a := r.do(t, "198.51.100.4"); a.Status != StatusSuppressed {
+	if a := r.doKind(t, DisableUser, "eve"); a.Status != StatusSuppressed {
 		t.Fatalf("breaker reset itself: %+v", a)
 	}
 	ok, err := Resume(context.Background(), r.st, r.clk.t, "test")

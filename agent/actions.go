@@ -1,52 +1,53 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"time"
 
-	"github.com/picket-agent/picket/actions"
 	"github.com/picket-agent/picket/agent/respond"
 	"github.com/picket-agent/picket/schema"
 )
 
-// ActionSink receives the plans the responder makes, once they are
-// committed; declared here where it is consumed (Hands implements it). A
-// nil sink leaves plans recorded only.
+// ActionSink is the action engine as the agent sees it; declared here where
+// it is consumed (Hands implements it). Plans reach it through the state:
+// the agent commits them and wakes it. A nil sink leaves plans recorded
+// only (they wait, durably, for an agent that has one).
 type ActionSink interface {
-	Submit(ctx context.Context, reqs ...actions.Request)
+	// Wake says committed plans are waiting in the queue.
+	Wake()
 	SetPolicy(p *schema.Policy)
 	SetLearning(on bool)
-	// Applied delivers the incident of every action that took hold, so
-	// the incident is marked contained.
-	Applied() <-chan int64
+	// Applied fires when actions took hold; TakeApplied returns their
+	// incidents, so the agent marks them contained.
+	Applied() <-chan struct{}
+	TakeApplied() []int64
 }
 
-// Submit implements ActionSink.
-func (h *Hands) Submit(ctx context.Context, reqs ...actions.Request) { h.Engine.Submit(ctx, reqs...) }
+// Wake implements ActionSink.
+func (h *Hands) Wake() { h.Engine.Wake() }
 
 // SetLearning implements ActionSink.
 func (h *Hands) SetLearning(on bool) { h.Engine.SetLearning(on) }
 
 // Applied implements ActionSink.
-func (h *Hands) Applied() <-chan int64 { return h.Engine.Applied() }
+func (h *Hands) Applied() <-chan struct{} { return h.Engine.Applied() }
 
-// submitPlans hands the committed plans that may act to the engine.
-func (r *runner) submitPlans(ctx context.Context, plans []respond.Plan) {
+// TakeApplied implements ActionSink.
+func (h *Hands) TakeApplied() []int64 { return h.Engine.TakeApplied() }
+
+// submitPlans wakes the engine when the committed batch queued plans that
+// may act (the plans table is its queue).
+func (r *runner) submitPlans(plans []respond.Plan) {
 	sink := r.a.cfg.Actions
 	if sink == nil {
 		return
 	}
 	sink.SetLearning(r.learning)
-	var reqs []actions.Request
 	for _, p := range plans {
-		if p.Status != respond.StatusPlanned {
-			continue
+		if p.Status == respond.StatusPlanned {
+			sink.Wake()
+			return
 		}
-		reqs = append(reqs, actions.Request{Incident: p.Incident, Kind: p.Action, Target: p.Target, TTL: p.TTL.D(), Reason: p.Reason})
-	}
-	if len(reqs) > 0 {
-		sink.Submit(ctx, reqs...)
 	}
 }
 
@@ -58,13 +59,15 @@ func (r *runner) actionPolicy() {
 	}
 }
 
-// contained marks an incident contained once one of its actions holds.
-func (r *runner) contained(id int64) {
-	r.pl.MarkContained(id, time.Now(), fmt.Sprintf("an action of incident %d is in force", id))
+// contained marks incidents contained once one of their actions holds.
+func (r *runner) contained() {
+	for _, id := range r.a.cfg.Actions.TakeApplied() {
+		r.pl.MarkContained(id, time.Now(), fmt.Sprintf("an action of incident %d is in force", id))
+	}
 }
 
 // appliedCh is the sink's channel, or nil (a nil channel never fires).
-func (a *Agent) appliedCh() <-chan int64 {
+func (a *Agent) appliedCh() <-chan struct{} {
 	if a.cfg.Actions == nil {
 		return nil
 	}

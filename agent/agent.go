@@ -289,8 +289,8 @@ loop:
 			r.reload(ctx)
 		case req := <-a.applyCh:
 			req.done <- r.apply(ctx, req)
-		case id := <-applied:
-			r.contained(id)
+		case <-applied:
+			r.contained()
 		}
 	}
 	// A step that lost the race with the cancellation failed only for
@@ -529,7 +529,7 @@ func (r *runner) commit(ctx context.Context) error {
 	}
 	clear(r.pending)
 	r.dirty = false
-	r.submitPlans(ctx, b.Plans)
+	r.submitPlans(b.Plans)
 	return nil
 }
 

@@ -105,7 +105,15 @@ func NewHands(cfg HandsConfig) (*Hands, error) {
 	}
 	host := executors.Host{Isolator: iso, IsolateHow: h.isolateHow, Firewall: h.Firewall, Accounts: cfg.Accounts, Proc: cfg.Proc, Nologin: cfg.Nologin, Registry: reg,
 		Admin: h.admin, Allow: h.allow, SSHPorts: h.sshPorts, ProtectPIDs: h.sshdPIDs, ProtectUsers: h.protectUsers, Now: cfg.Now}
-	e, err := actions.New(actions.Config{Store: cfg.Store, Executors: executors.New(host), Health: h.health, Logger: cfg.Logger, Now: cfg.Now})
+	stateDir := cfg.StateDir
+	stopped := func() (string, bool) {
+		s, ok, err := emergency.ReadStop(stateDir)
+		if err != nil {
+			h.log.Warn("emergency stop file", "err", err)
+		}
+		return s.String(), ok
+	}
+	e, err := actions.New(actions.Config{Store: cfg.Store, Executors: executors.New(host), Health: h.health, Logger: cfg.Logger, Now: cfg.Now, Stopped: stopped})
 	if err != nil {
 		return nil, err
 	}

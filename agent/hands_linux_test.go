@@ -156,7 +156,14 @@ func TestFlushReasserted(t *testing.T) {
 	go func() { done <- r.h.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	// Through the queue, as the agent does: Run owns the host side.
-	r.h.Engine.Submit(ctx, actions.Request{Incident: 1, Kind: actions.BlockSource, Target: "198.18.1.2", TTL: time.Minute, Reason: "test"})
+	if err := r.st.Update(ctx, func(tx *state.Tx) error {
+		return tx.PutIncident(ctx, state.IncidentRow{ID: 1, Opened: time.Now(), Updated: time.Now(), Status: "open", Level: "contain", Doc: []byte("{}")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.h.Engine.Submit(ctx, actions.Request{Incident: 1, Kind: actions.BlockSource, Target: "198.18.1.2", TTL: time.Minute, Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
 	netnstest.Eventually(t, 5*time.Second, "block not applied", func() bool { return !r.reach(r.c1, "198.18.1.1:7000") })
 	r.s.Exec(t, "nft", "flush", "ruleset")
 	netnstest.Eventually(t, 5*time.Second, "block not re-asserted after nft flush ruleset", func() bool {

@@ -204,6 +204,10 @@ type Actions struct {
 	MaxTTL     Duration `json:"max_ttl"`
 	// MaxPerHour trips the circuit breaker to observe-only when exceeded.
 	MaxPerHour int `json:"max_per_hour"`
+	// MaxBlocksPerHour caps the firewall actions (block-source,
+	// block-destination, rate-limit) applied per hour; they do not count
+	// toward MaxPerHour.
+	MaxBlocksPerHour int `json:"max_blocks_per_hour"`
 	// BlockTTL is the TTL of a temporary IP block.
 	BlockTTL Duration `json:"block_ttl"`
 	// ContainmentTTL is the TTL of containment mode (lockdown).

@@ -41,7 +41,7 @@ func statusIn(statuses []string) (string, []any) {
 
 // AddAction journals a new action and returns its id.
 func (t *Tx) AddAction(ctx context.Context, a ActionRow) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO actions(incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note)
+	res, err := t.exec(ctx, `INSERT INTO actions(incident, kind, target, reason, status, created, applied, expires, ended, snapshot, note)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
 		a.Incident, a.Kind, a.Target, a.Reason, a.Status, tsz(a.Created), tsz(a.Applied), tsz(a.Expires), tsz(a.Ended), string(a.Snapshot), a.Note)
 	if err != nil {
@@ -52,7 +52,7 @@ func (t *Tx) AddAction(ctx context.Context, a ActionRow) (int64, error) {
 
 // PutAction rewrites an existing journal entry.
 func (t *Tx) PutAction(ctx context.Context, a ActionRow) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE actions SET incident=?, kind=?, target=?, reason=?, status=?, created=?, applied=?, expires=?, ended=?, snapshot=?, note=?
+	res, err := t.exec(ctx, `UPDATE actions SET incident=?, kind=?, target=?, reason=?, status=?, created=?, applied=?, expires=?, ended=?, snapshot=?, note=?
 		WHERE id=?`,
 		a.Incident, a.Kind, a.Target, a.Reason, a.Status, tsz(a.Created), tsz(a.Applied), tsz(a.Expires), tsz(a.Ended), string(a.Snapshot), a.Note, a.ID)
 	if err != nil {

@@ -27,7 +27,7 @@ func (t *Tx) AppendAudit(ctx context.Context, e audit.Entry) (audit.Entry, error
 	if len(e.Data) > 0 {
 		data = string(e.Data)
 	}
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO audit(seq, time, kind, subject, message, data, prev, hash) VALUES (?,?,?,?,?,?,?,?)`,
+	if _, err := t.exec(ctx, `INSERT INTO audit(seq, time, kind, subject, message, data, prev, hash) VALUES (?,?,?,?,?,?,?,?)`,
 		e.Seq, e.Time.Format(time.RFC3339Nano), e.Kind, e.Subject, e.Message, data, e.Prev, e.Hash); err != nil {
 		return e, fmt.Errorf("state: append audit: %w", err)
 	}

@@ -28,7 +28,7 @@ type FeedbackRow struct {
 
 // AddFeedback stores a verdict and returns its id.
 func (t *Tx) AddFeedback(ctx context.Context, f FeedbackRow) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO feedback(created, verdict, incident, action, entity, from_time, to_time, note, who, status, result, audit_seq)
+	res, err := t.exec(ctx, `INSERT INTO feedback(created, verdict, incident, action, entity, from_time, to_time, note, who, status, result, audit_seq)
 		VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
 		tsz(f.Created), f.Verdict, f.Incident, f.Action, f.Entity, tsz(f.From), tsz(f.To), f.Note, f.Who, f.Status, string(f.Result), f.AuditSeq)
 	if err != nil {
@@ -39,7 +39,7 @@ func (t *Tx) AddFeedback(ctx context.Context, f FeedbackRow) (int64, error) {
 
 // PutFeedback rewrites a verdict (its status, result and audit entry).
 func (t *Tx) PutFeedback(ctx context.Context, f FeedbackRow) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE feedback SET status=?, result=?, audit_seq=? WHERE id=?`, f.Status, string(f.Result), f.AuditSeq, f.ID)
+	res, err := t.exec(ctx, `UPDATE feedback SET status=?, result=?, audit_seq=? WHERE id=?`, f.Status, string(f.Result), f.AuditSeq, f.ID)
 	if err != nil {
 		return fmt.Errorf("state: put feedback %d: %w", f.ID, err)
 	}
@@ -119,7 +119,7 @@ type SuppressionRow struct {
 
 // AddSuppression stores a suppression and returns its id.
 func (t *Tx) AddSuppression(ctx context.Context, r SuppressionRow) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO suppressions(kind, rule, entity, feedback, created, expires, ended, end_reason) VALUES (?,?,?,?,?,?,?,?)`,
+	res, err := t.exec(ctx, `INSERT INTO suppressions(kind, rule, entity, feedback, created, expires, ended, end_reason) VALUES (?,?,?,?,?,?,?,?)`,
 		r.Kind, r.Rule, r.Entity, r.Feedback, tsz(r.Created), tsz(r.Expires), tsz(r.Ended), r.EndReason)
 	if err != nil {
 		return 0, fmt.Errorf("state: add suppression: %w", err)
@@ -130,7 +130,7 @@ func (t *Tx) AddSuppression(ctx context.Context, r SuppressionRow) (int64, error
 // EndSuppression ends a suppression that still holds; it reports whether
 // one did.
 func (t *Tx) EndSuppression(ctx context.Context, id int64, at time.Time, why string) (bool, error) {
-	res, err := t.tx.ExecContext(ctx, `UPDATE suppressions SET ended=?, end_reason=? WHERE id=? AND ended=''`, tsz(at), why, id)
+	res, err := t.exec(ctx, `UPDATE suppressions SET ended=?, end_reason=? WHERE id=? AND ended=''`, tsz(at), why, id)
 	if err != nil {
 		return false, fmt.Errorf("state: end suppression %d: %w", id, err)
 	}
@@ -198,7 +198,7 @@ var ErrDuplicate = errors.New("state: duplicate")
 // AddProposal stores a proposal; a live one (queued or open) for the same
 // pattern makes it fail with ErrDuplicate.
 func (t *Tx) AddProposal(ctx context.Context, p ProposalRow) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO proposals(pattern, feedback, branch, status, doc, commit_hash, created, updated, expires, note)
+	res, err := t.exec(ctx, `INSERT INTO proposals(pattern, feedback, branch, status, doc, commit_hash, created, updated, expires, note)
 		VALUES (?,?,?,?,?,?,?,?,?,?)`, p.Pattern, p.Feedback, p.Branch, p.Status, string(p.Doc), p.Commit, tsz(p.Created), tsz(p.Updated), tsz(p.Expires), p.Note)
 	if err != nil {
 		if strings.Contains(err.Error(), "UNIQUE") {
@@ -212,7 +212,7 @@ func (t *Tx) AddProposal(ctx context.Context, p ProposalRow) (int64, error) {
 // PutProposal rewrites a proposal's branch, status, document, commit,
 // expiry and note.
 func (t *Tx) PutProposal(ctx context.Context, p ProposalRow) error {
-	res, err := t.tx.ExecContext(ctx, `UPDATE proposals SET branch=?, status=?, doc=?, commit_hash=?, updated=?, expires=?, note=? WHERE id=?`,
+	res, err := t.exec(ctx, `UPDATE proposals SET branch=?, status=?, doc=?, commit_hash=?, updated=?, expires=?, note=? WHERE id=?`,
 		p.Branch, p.Status, string(p.Doc), p.Commit, tsz(p.Updated), tsz(p.Expires), p.Note, p.ID)
 	if err != nil {
 		return fmt.Errorf("state: put proposal %d: %w", p.ID, err)
@@ -272,7 +272,7 @@ type CaseRow struct {
 
 // AddCase stores a labelled case.
 func (t *Tx) AddCase(ctx context.Context, c CaseRow) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO cases(feedback, label, created, doc) VALUES (?,?,?,?)`, c.Feedback, c.Label, tsz(c.Created), string(c.Doc))
+	res, err := t.exec(ctx, `INSERT INTO cases(feedback, label, created, doc) VALUES (?,?,?,?)`, c.Feedback, c.Label, tsz(c.Created), string(c.Doc))
 	if err != nil {
 		return 0, fmt.Errorf("state: add case: %w", err)
 	}
@@ -302,7 +302,7 @@ func (s *Store) Cases(ctx context.Context) ([]CaseRow, error) {
 // Untrust records baseline keys that must no longer count as normal.
 func (t *Tx) Untrust(ctx context.Context, feedback int64, at time.Time, keys ...string) error {
 	for _, k := range keys {
-		if _, err := t.tx.ExecContext(ctx, `INSERT OR IGNORE INTO untrusted_keys(key, feedback, created) VALUES (?,?,?)`, k, feedback, tsz(at)); err != nil {
+		if _, err := t.exec(ctx, `INSERT OR IGNORE INTO untrusted_keys(key, feedback, created) VALUES (?,?,?)`, k, feedback, tsz(at)); err != nil {
 			return fmt.Errorf("state: untrust %s: %w", k, err)
 		}
 	}

@@ -33,6 +33,10 @@ type PlanRow struct {
 	Level    string
 	Status   string
 	Reason   string
+	// Taken is 0 while the plan waits for the action engine, the id of
+	// its journal entry once taken, -1 when it lapsed or was never meant
+	// to act (suppressed, refused at planning).
+	Taken int64
 }
 
 // ErrNotFound is returned for an unknown incident.
@@ -40,7 +44,7 @@ var ErrNotFound = errors.New("state: not found")
 
 // PutIncident inserts or replaces an incident.
 func (t *Tx) PutIncident(ctx context.Context, r IncidentRow) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT INTO incidents(id, opened, updated, status, level, score, summary, doc) VALUES (?,?,?,?,?,?,?,?)
+	_, err := t.exec(ctx, `INSERT INTO incidents(id, opened, updated, status, level, score, summary, doc) VALUES (?,?,?,?,?,?,?,?)
 		ON CONFLICT(id) DO UPDATE SET opened=excluded.opened, updated=excluded.updated, status=excluded.status, level=excluded.level,
 		score=excluded.score, summary=excluded.summary, doc=excluded.doc`,
 		r.ID, ts(r.Opened), ts(r.Updated), r.Status, r.Level, r.Score, r.Summary, string(r.Doc))
@@ -52,8 +56,12 @@ func (t *Tx) PutIncident(ctx context.Context, r IncidentRow) error {
 
 // AddPlan records a plan.
 func (t *Tx) AddPlan(ctx context.Context, p PlanRow) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, `INSERT INTO plans(incident, time, action, target, ttl_seconds, level, status, reason) VALUES (?,?,?,?,?,?,?,?)`,
-		p.Incident, ts(p.Time), p.Action, p.Target, int64(p.TTL/time.Second), p.Level, p.Status, p.Reason)
+	taken := p.Taken
+	if taken == 0 && p.Status != planPending {
+		taken = -1 // only a plan the responder meant to carry out is queued
+	}
+	res, err := t.exec(ctx, `INSERT INTO plans(incident, time, action, target, ttl_seconds, level, status, reason, taken) VALUES (?,?,?,?,?,?,?,?,?)`,
+		p.Incident, ts(p.Time), p.Action, p.Target, int64(p.TTL/time.Second), p.Level, p.Status, p.Reason, taken)
 	if err != nil {
 		return 0, fmt.Errorf("state: add plan: %w", err)
 	}
@@ -119,7 +127,7 @@ func (s *Store) MaxIncidentID(ctx context.Context) (int64, error) {
 
 // Plans lists the plans of an incident (0: all), oldest first.
 func (s *Store) Plans(ctx context.Context, incident int64) ([]PlanRow, error) {
-	q := `SELECT id, incident, time, action, target, ttl_seconds, level, status, reason FROM plans`
+	q := `SELECT ` + planCols + ` FROM plans`
 	var args []any
 	if incident != 0 {
 		q += ` WHERE incident = ?`
@@ -130,19 +138,7 @@ func (s *Store) Plans(ctx context.Context, incident int64) ([]PlanRow, error) {
 		return nil, fmt.Errorf("state: list plans: %w", err)
 	}
 	defer rows.Close()
-	var out []PlanRow
-	for rows.Next() {
-		var p PlanRow
-		var t string
-		var ttl int64
-		if err := rows.Scan(&p.ID, &p.Incident, &t, &p.Action, &p.Target, &ttl, &p.Level, &p.Status, &p.Reason); err != nil {
-			return nil, fmt.Errorf("state: read plan: %w", err)
-		}
-		p.Time, _ = time.Parse(time.RFC3339Nano, t)
-		p.TTL = time.Duration(ttl) * time.Second
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return scanPlans(rows)
 }
 
 type scanner interface{ Scan(...any) error }

@@ -11,7 +11,7 @@ import (
 
 // SetMeta stores a key/value pair.
 func (t *Tx) SetMeta(ctx context.Context, key, value string) error {
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, key, value); err != nil {
 		return fmt.Errorf("state: set %s: %w", key, err)
 	}
 	return nil
@@ -58,7 +58,7 @@ func (t *Tx) SetOffset(ctx context.Context, source string, v any) error {
 	if err != nil {
 		return fmt.Errorf("state: encode offset %s: %w", source, err)
 	}
-	if _, err := t.tx.ExecContext(ctx, `INSERT INTO offsets(source, value, updated) VALUES (?, ?, ?) ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated = excluded.updated`,
+	if _, err := t.exec(ctx, `INSERT INTO offsets(source, value, updated) VALUES (?, ?, ?) ON CONFLICT(source) DO UPDATE SET value = excluded.value, updated = excluded.updated`,
 		source, string(b), time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
 		return fmt.Errorf("state: set offset %s: %w", source, err)
 	}

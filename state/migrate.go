@@ -153,6 +153,22 @@ var migrations = []string{
 		feedback INTEGER NOT NULL,
 		created TEXT NOT NULL
 	);`,
+	// 7: the plans table is the action engine's queue: taken is 0 while a
+	// committed plan waits for the engine, the journal entry's id once the
+	// engine took it, -1 when it lapsed before it could be carried out.
+	// Plans of earlier versions that already have a journal entry are
+	// marked taken; the others (dropped by the old in-memory queue) become
+	// pending, and lapse if their TTL has passed. The journal gets the
+	// indexes its bursts need: renewals look actions up by kind and
+	// target, expiry by time.
+	`ALTER TABLE plans ADD COLUMN taken INTEGER NOT NULL DEFAULT 0;
+	UPDATE plans SET taken = COALESCE((SELECT MAX(a.id) FROM actions a
+		WHERE a.incident = plans.incident AND a.kind = plans.action AND a.target = plans.target), 0);
+	UPDATE plans SET taken = -1 WHERE status != 'planned' AND taken = 0;
+	CREATE INDEX plans_pending ON plans(id) WHERE taken = 0;
+	CREATE INDEX actions_kind_target ON actions(kind, target);
+	CREATE INDEX actions_expires ON actions(expires) WHERE status = 'applied';
+	CREATE INDEX actions_applied ON actions(applied);`,
 }
 
 // Version returns the schema version of the database (0 when empty).

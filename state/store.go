@@ -113,6 +113,26 @@ func (s *Store) Close() error { return s.db.Close() }
 // Tx is a write transaction.
 type Tx struct {
 	tx *sql.Tx
+	// stmts caches the transaction's prepared statements: a burst writes
+	// thousands of rows in one transaction, and parsing the same SQL again
+	// for each row cost more than the write.
+	stmts map[string]*sql.Stmt
+}
+
+// exec runs q through the transaction's prepared statement for it.
+func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st := t.stmts[q]
+	if st == nil {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+		if t.stmts == nil {
+			t.stmts = map[string]*sql.Stmt{}
+		}
+		t.stmts[q] = st
+	}
+	return st.ExecContext(ctx, args...)
 }
 
 // Update runs fn in one transaction: all of it is committed or none.

@@ -35,7 +35,7 @@ func (s *Store) PutVerified(ctx context.Context, commit, trustHash, signer strin
 // AddCheckpoint stores a signed audit checkpoint (JSON) for the chain head
 // at seq.
 func (t *Tx) AddCheckpoint(ctx context.Context, seq int64, data []byte) error {
-	_, err := t.tx.ExecContext(ctx, `INSERT OR REPLACE INTO checkpoints(seq, data, created) VALUES (?, ?, ?)`, seq, string(data), ts(time.Now()))
+	_, err := t.exec(ctx, `INSERT OR REPLACE INTO checkpoints(seq, data, created) VALUES (?, ?, ?)`, seq, string(data), ts(time.Now()))
 	if err != nil {
 		return fmt.Errorf("state: add checkpoint %d: %w", seq, err)
 	}

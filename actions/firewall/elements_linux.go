@@ -189,12 +189,22 @@ func (f *Firewall) retryGone(fn func() error) error {
 // are deleted and added again in the same batch, which restarts their
 // timeout on every kernel (re-adding alone does not on older ones).
 func (f *Firewall) upsertPrefixes(n4, n6 string, ps []netip.Prefix, ttl time.Duration) error {
+	skipped, err := f.upsert(n4, n6, ps, ttl)
+	if err == nil && len(skipped) > 0 {
+		err = fmt.Errorf("%w: %v", ErrOverlap, skipped)
+	}
+	return err
+}
+
+// upsert is upsertPrefixes returning the prefixes it skipped because they
+// overlap a different element in force.
+func (f *Firewall) upsert(n4, n6 string, ps []netip.Prefix, ttl time.Duration) ([]netip.Prefix, error) {
 	if err := checkTTL(ttl); err != nil {
-		return err
+		return nil, err
 	}
 	ps, err := normalizeAll(ps)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -248,14 +258,11 @@ func (f *Firewall) upsertPrefixes(n4, n6 string, ps []netip.Prefix, ttl time.Dur
 				return nil
 			})
 			if err != nil {
-				return err
+				return skipped, err
 			}
 		}
 	}
-	if len(skipped) > 0 {
-		return fmt.Errorf("%w: %v", ErrOverlap, skipped)
-	}
-	return nil
+	return skipped, nil
 }
 
 // deletePrefix removes p; absent, expired or no table at all is success.

@@ -126,3 +126,14 @@ func checkTTL(ttl time.Duration) error {
 	}
 	return nil
 }
+
+// Direction names a family of prefix sets: inbound blocks, outbound
+// blocks, per-source rate limits.
+type Direction int
+
+// Directions.
+const (
+	Inbound Direction = iota
+	Outbound
+	Limited
+)

@@ -22,6 +22,10 @@ func (*Firewall) Block(netip.Prefix, time.Duration) error { return ErrUnsupporte
 func (*Firewall) BlockMany([]netip.Prefix, time.Duration) error {
 	return ErrUnsupported
 }
+func (*Firewall) AddMany(Direction, []netip.Prefix, time.Duration) ([]netip.Prefix, error) {
+	return nil, ErrUnsupported
+}
+func (*Firewall) DeleteMany(Direction, []netip.Prefix) error      { return ErrUnsupported }
 func (*Firewall) Unblock(netip.Prefix) error                      { return ErrUnsupported }
 func (*Firewall) BlockOutbound(netip.Prefix, time.Duration) error { return ErrUnsupported }
 func (*Firewall) UnblockOutbound(netip.Prefix) error              { return ErrUnsupported }

@@ -69,6 +69,15 @@ created, applied, expires, ended, reason, note.`,
 					return err
 				}
 				defer st.Close()
+				// The emergency-stop flag goes first: a running agent
+				// that still saw it would trip again right after.
+				_, stopped, _ := emergency.ReadStop(e.g.stateDir)
+				if err := emergency.ClearStop(e.g.stateDir); err != nil {
+					return err
+				}
+				if stopped {
+					fmt.Fprintln(e.stdout, "emergency stop flag removed")
+				}
 				ok, err := actions.Resume(ctx, st, time.Now(), "operator ("+whoami()+")")
 				if err != nil {
 					return err
