@@ -3,7 +3,7 @@
 # Idempotent; does nothing for packages already present.
 set -euo pipefail
 need=()
-for pair in journalctl:systemd systemd-cat:systemd unshare:util-linux nsenter:util-linux git:git ip:iproute2 sshd:openssh-server ssh-keygen:openssh-client gpg:gnupg setpriv:util-linux nginx:nginx-light php-fpm8.2:php8.2-fpm curl:curl nc:netcat-openbsd python3:python3 dockerd:docker.io busybox:busybox-static nft:nftables chage:passwd; do
+for pair in journalctl:systemd systemd-cat:systemd unshare:util-linux nsenter:util-linux git:git ip:iproute2 sshd:openssh-server ssh-keygen:openssh-client gpg:gnupg setpriv:util-linux nginx:nginx-light php-fpm8.2:php8.2-fpm curl:curl nc:netcat-openbsd python3:python3 dockerd:docker.io busybox:busybox-static nft:nftables chage:passwd cron:cron logrotate:logrotate docker:docker.io ssh:openssh-client dpkg-deb:dpkg; do
 	bin=${pair%%:*} pkg=${pair##*:}
 	command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
 done

