@@ -14,7 +14,7 @@ func TestCorroborationDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"kill-tree", "disable-user", "isolate-container"} {
+	for _, name := range []string{"kill-tree", "disable-user", "end-sessions", "isolate-container"} {
 		c, ok := p.Actions.CorroborationOf(name)
 		if !ok || c.MinRules != 2 || !c.IsStrong("process.reverse_shell") || c.IsStrong("process.exec_tmp") {
 			t.Errorf("%s: %+v, %v", name, c, ok)
@@ -34,16 +34,16 @@ func TestCorroborationDefaults(t *testing.T) {
 
 	p, err = LoadFS(fstest.MapFS{"picket.cue": {Data: []byte(`actions: corroboration: {
 	"kill-tree": min_rules: 3
-	"end-sessions": {}
+	"pause-ssh": {}
 }
 `)}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	kt := p.Actions.Corroboration["kill-tree"]
-	es, ok := p.Actions.CorroborationOf("end-sessions")
+	es, ok := p.Actions.CorroborationOf("pause-ssh")
 	if kt.MinRules != 3 || !kt.IsStrong("process.web_shell") || !ok || es.MinRules != 2 || len(es.Strong) != 5 {
-		t.Fatalf("merged: kill-tree %+v, end-sessions %+v", kt, es)
+		t.Fatalf("merged: kill-tree %+v, pause-ssh %+v", kt, es)
 	}
 }
 

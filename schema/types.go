@@ -215,8 +215,8 @@ type Actions struct {
 	// OnLevel lists the actions of each level (cumulative).
 	OnLevel OnLevel `json:"on_level"`
 	// Corroboration is, per action name, the evidence an incident needs
-	// before that action is planned (kill-tree, disable-user and
-	// isolate-container by default); see Corroboration.
+	// before that action is planned (kill-tree, disable-user,
+	// end-sessions and isolate-container by default); see Corroboration.
 	Corroboration map[string]Corroboration `json:"corroboration"`
 	// TTL overrides default_ttl per action name.
 	TTL map[string]Duration `json:"ttl"`

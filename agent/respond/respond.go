@@ -44,6 +44,18 @@ const (
 	StatusObserve = "suppressed-observe"
 	// StatusGuarded: refused by a guard (admin whitelist, loopback).
 	StatusGuarded = "refused-guard"
+	// StatusUncorroborated: a destructive action (kill-tree, disable-user,
+	// isolate-container) the incident's evidence does not support yet
+	// (actions.corroboration); the reason says what is missing. It is
+	// planned for real when a later level brings the evidence.
+	StatusUncorroborated = "withheld-uncorroborated"
+)
+
+// Markers in a plan's reason before the text explanations print for a
+// plan that was not carried out.
+const (
+	RefusedMarker  = "; refused: "
+	WithheldMarker = "; withheld: "
 )
 
 // Plan is one action the responder would take.
@@ -59,16 +71,19 @@ type Plan struct {
 }
 
 // Responder remembers which plans each open incident already has, so a
-// re-scored incident does not plan the same block twice.
+// re-scored incident does not plan the same block twice, and which it
+// withheld for lack of corroboration (and why), so it says so once per
+// state of the evidence.
 type Responder struct {
-	policy  *schema.Policy
-	wl      *whitelist.Matcher
-	planned map[int64]map[string]bool
+	policy   *schema.Policy
+	wl       *whitelist.Matcher
+	planned  map[int64]map[string]bool
+	withheld map[int64]map[string]string
 }
 
 // New returns a responder for policy p.
 func New(p *schema.Policy, wl *whitelist.Matcher) *Responder {
-	return &Responder{policy: p, wl: wl, planned: map[int64]map[string]bool{}}
+	return &Responder{policy: p, wl: wl, planned: map[int64]map[string]bool{}, withheld: map[int64]map[string]string{}}
 }
 
 // SetPolicy swaps the policy on reload.
@@ -82,6 +97,7 @@ type Mode struct {
 // Plan returns the new plans for in at its current level.
 func (r *Responder) Plan(in *correlate.Incident, now time.Time, m Mode) []Plan {
 	var out []Plan
+	ev := evidenceOf(in)
 	add := func(action, target string, ttl schema.Duration, why string) {
 		seen := r.planned[in.ID]
 		if seen == nil {
@@ -92,12 +108,35 @@ func (r *Responder) Plan(in *correlate.Incident, now time.Time, m Mode) []Plan {
 		if seen[k] {
 			return
 		}
-		seen[k] = true
 		p := Plan{Incident: in.ID, Time: now, Action: action, Target: target, TTL: r.capTTL(ttl), Level: in.Level,
 			Status: StatusPlanned, Reason: fmt.Sprintf("incident %d at %s (score %g): %s", in.ID, in.Level, in.Score, why)}
+		guard := r.guarded(action, target)
+		ok, note := true, ""
+		if guard == "" {
+			ok, note = r.corroborated(ev, action)
+		}
+		if !ok {
+			// Not remembered as planned: more evidence may come.
+			held := r.withheld[in.ID]
+			if held == nil {
+				held = map[string]string{}
+				r.withheld[in.ID] = held
+			}
+			if held[k] == note {
+				return
+			}
+			held[k] = note
+			p.Status, p.Reason = StatusUncorroborated, p.Reason+WithheldMarker+note
+			out = append(out, p)
+			return
+		}
+		seen[k] = true
+		if note != "" {
+			p.Reason += "; corroborated by " + note
+		}
 		switch {
-		case r.guarded(action, target) != "":
-			p.Status, p.Reason = StatusGuarded, p.Reason+"; refused: "+r.guarded(action, target)
+		case guard != "":
+			p.Status, p.Reason = StatusGuarded, p.Reason+RefusedMarker+guard
 		case m.Learning:
 			p.Status = StatusLearning
 		case r.policy.Mode == "observe":
@@ -199,7 +238,10 @@ func targets(in *correlate.Incident, name string) []string {
 }
 
 // Forget drops the memory of a closed incident.
-func (r *Responder) Forget(id int64) { delete(r.planned, id) }
+func (r *Responder) Forget(id int64) {
+	delete(r.planned, id)
+	delete(r.withheld, id)
+}
 
 func (r *Responder) capTTL(d schema.Duration) schema.Duration {
 	if d <= 0 {

@@ -25,9 +25,14 @@ func setup(t *testing.T) (*schema.Policy, *whitelist.Matcher) {
 	return p, wl
 }
 
+// incident is a guessed password: a brute force, then a login from the
+// same address (two rules: corroborated).
 func incident(level correlate.Level, ents ...signal.Entity) *correlate.Incident {
 	in := &correlate.Incident{ID: 1, Level: level, Entities: ents}
-	in.Signals = []signal.Signal{{Rule: "ssh.login_after_failures", Stage: signal.InitialAccess, Entities: ents}}
+	in.Signals = []signal.Signal{
+		{Rule: "ssh.bruteforce", Stage: signal.InitialAccess, Weight: 50, Entities: ents[:1]},
+		{Rule: "ssh.login_after_failures", Stage: signal.InitialAccess, Weight: 40, Entities: ents},
+	}
 	return in
 }
 
@@ -115,10 +120,10 @@ func TestTargets(t *testing.T) {
 	p, wl := setup(t)
 	in := &correlate.Incident{ID: 3, Level: correlate.Aggressive}
 	in.Signals = []signal.Signal{
-		{Rule: "web.scan", Stage: signal.Recon, Entities: []signal.Entity{{Kind: signal.IP, Value: "192.0.2.9"}, {Kind: signal.User, Value: "scanned"}}},
-		{Rule: "process.web_shell", Stage: signal.Execution, Entities: []signal.Entity{
+		{Rule: "web.scan", Stage: signal.Recon, Weight: 30, Entities: []signal.Entity{{Kind: signal.IP, Value: "192.0.2.9"}, {Kind: signal.User, Value: "scanned"}}},
+		{Rule: "process.web_shell", Stage: signal.Execution, Weight: 60, Entities: []signal.Entity{
 			{Kind: signal.Process, Value: "4242"}, {Kind: signal.Process, Value: "900"}, {Kind: signal.User, Value: "www-data"}}},
-		{Rule: "net.web_egress", Stage: signal.Execution, Subject: "dst:tcp:198.51.100.20:4444",
+		{Rule: "net.web_egress", Stage: signal.Execution, Weight: 50, Subject: "dst:tcp:198.51.100.20:4444",
 			Entities: []signal.Entity{{Kind: signal.IP, Value: "198.51.100.20"}, {Kind: signal.Container, Value: "web1"}}},
 	}
 	got := render(New(p, wl).Plan(in, time.Now(), Mode{}))

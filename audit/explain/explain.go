@@ -1,8 +1,9 @@
 // Package explain renders incidents as deterministic, human-readable stories
 // without an LLM: the signals in time order with their stage, reason and
-// evidence, then the score arithmetic and the level it maps to, then the
-// plans. `picket explain`, `picket replay` and audit exports use it; the
-// same incident always renders to the same bytes.
+// evidence, what joined them (the correlation scope), then the score
+// arithmetic and the level it maps to, then the plans, with why one was
+// withheld or refused. `picket explain`, `picket replay` and audit exports
+// use it; the same incident always renders to the same bytes.
 package explain
 
 import (
@@ -33,6 +34,7 @@ func Incident(w io.Writer, in *correlate.Incident, sc correlate.Scoring, levels 
 		ents[i] = e.String()
 	}
 	fmt.Fprintf(&b, "  entities: %s\n", strings.Join(ents, ", "))
+	b.WriteString(correlationRule)
 	b.WriteString("  story:\n")
 	// Re-reports of a pattern carry the same first evidence lines; print
 	// each line once, under the first signal that has it.
@@ -72,11 +74,34 @@ func Incident(w io.Writer, in *correlate.Incident, sc correlate.Scoring, levels 
 	if len(plans) > 0 {
 		b.WriteString("  plans:\n")
 		for _, p := range plans {
-			fmt.Fprintf(&b, "    %s %s for %s [%s]\n", p.Action, p.Target, p.TTL, p.Status)
+			fmt.Fprintf(&b, "    %s %s for %s [%s]%s\n", p.Action, p.Target, p.TTL, p.Status, whyNot(p))
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// correlationRule says what joined the signals into this incident (the
+// scope the detectors give their entities), so a reader can tell a story
+// from a coincidence.
+const correlationRule = `  correlation: signals join on a shared ip, container, file, user (account events and strong
+    process findings only) or process tree: the process, and its parent unless that belongs to the
+    ordinary session (init, sshd, cron, tmux, terminals, login shells, container shims), or the
+    web server worker it runs under; a common session ancestor is never a reason to join
+`
+
+// whyNot is the reason a plan was not carried out (withheld for lack of
+// corroboration, refused by a guard), from its recorded reason.
+func whyNot(p respond.Plan) string {
+	if p.Status == respond.StatusPlanned {
+		return ""
+	}
+	for _, m := range []string{respond.WithheldMarker, respond.RefusedMarker} {
+		if i := strings.LastIndex(p.Reason, m); i >= 0 {
+			return " " + p.Reason[i+len(m):]
+		}
+	}
+	return ""
 }
 
 // Stages lists stage names joined by commas.
