@@ -210,12 +210,8 @@ func (d *processDetector) emit(ev *event.Event, emit func(signal.Signal), rule s
 // from one shell), and the session is never the attacker's tree.
 func (d *processDetector) treeEntities(p *event.Process) []signal.Entity {
 	ents := []signal.Entity{pidEntity(p.PID)}
-	if len(p.Lineage) > 0 && d.session.Depth(p.Lineage) > 0 {
-		ents = append(ents, pidEntity(p.Lineage[0].PID))
-	} else if len(p.Lineage) == 0 && p.PPID > 1 {
-		// No lineage known (the table lost it): the parent pid is all
-		// there is, and guessing it is a session would split an attack.
-		ents = append(ents, pidEntity(p.PPID))
+	if ppid, ok := d.session.Parent(p); ok {
+		ents = append(ents, pidEntity(ppid))
 	}
 	return ents
 }

@@ -46,6 +46,22 @@ func (s Session) Depth(lineage []event.Ancestor) int {
 	return i
 }
 
+// Parent returns the parent pid a finding about p correlates on, so that a
+// chain of suspicious children of one process forms one incident: the
+// parent, unless it belongs to the session (siblings under one tmux or
+// login shell are unrelated). With no lineage known it is p.PPID when
+// above 1: guessing that to be a session would split an attack. Every
+// detector keying process findings should use it, so the scope is one rule.
+func (s Session) Parent(p *event.Process) (int, bool) {
+	switch {
+	case len(p.Lineage) > 0:
+		return p.Lineage[0].PID, s.Depth(p.Lineage) > 0
+	case p.PPID > 1:
+		return p.PPID, true
+	}
+	return 0, false
+}
+
 func (s Session) member(a event.Ancestor, under bool) bool {
 	if a.PID == 1 {
 		return true

@@ -114,3 +114,23 @@ func TestRuntimes(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionParent(t *testing.T) {
+	s := NewSession(policyLists(t))
+	for _, c := range []struct {
+		name string
+		p    event.Process
+		pid  int
+		ok   bool
+	}{
+		{"below a login shell", event.Process{PID: 3, PPID: 1000, Lineage: []event.Ancestor{login, priv, sshd, initP}}, 1000, false},
+		{"below a script", event.Process{PID: 3, PPID: 2000, Lineage: []event.Ancestor{script, login, priv, sshd, initP}}, 2000, true},
+		{"below init", event.Process{PID: 3, PPID: 1, Lineage: []event.Ancestor{initP}}, 1, false},
+		{"lineage unknown", event.Process{PID: 3, PPID: 77}, 77, true},
+		{"nothing known", event.Process{PID: 3, PPID: 1}, 0, false},
+	} {
+		if pid, ok := s.Parent(&c.p); pid != c.pid || ok != c.ok {
+			t.Errorf("%s: Parent = %d, %v; want %d, %v", c.name, pid, ok, c.pid, c.ok)
+		}
+	}
+}
