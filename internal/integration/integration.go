@@ -8,6 +8,8 @@ package integration
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -53,4 +55,25 @@ func File(t testing.TB, path string) string {
 		Skip(t, "missing "+path+": "+err.Error())
 	}
 	return path
+}
+
+// BuildPicket builds ./cmd/picket of the module under test into a
+// temporary directory and returns the binary's path (tests that run the
+// real agent as a process).
+func BuildPicket(t testing.TB) string {
+	t.Helper()
+	goBin := Binary(t, "go")
+	mod, err := exec.Command(goBin, "env", "GOMOD").Output()
+	if err != nil || len(mod) < 2 {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(mod)))
+	out := filepath.Join(t.TempDir(), "picket")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/picket")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/picket: %v\n%s", err, b)
+	}
+	return out
 }
