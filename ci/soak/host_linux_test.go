@@ -43,6 +43,7 @@ type host struct {
 	adminKey              string
 	srv, admin, users, at *netnstest.NS
 	cgparent              string
+	goBin, gocache        string
 
 	init     *exec.Cmd // unshare; its child is init.sh, PID 1 of the namespace
 	lifeline *os.File  // write end of init.sh's fd 3
@@ -91,6 +92,10 @@ func newHost(t *testing.T) *host {
 	h.makeDaemonConfigs()
 	h.makePackages()
 	h.makeGoModule()
+	run(t, "cp", "-a", h.path("gowork"), h.path("gowork-admin"))
+	h.goBin, _ = exec.LookPath("go")
+	h.goBin, _ = filepath.Abs(h.goBin)
+	h.gocache = strings.TrimSpace(run(t, "go", "env", "GOCACHE"))
 	if err := os.WriteFile(filepath.Join(dir, "busybox.tar"), dockertest.BusyboxTar(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +139,15 @@ func run(t testing.TB, name string, args ...string) string {
 
 // buildPicket builds the agent; the namespace mounts the directory at
 // /srv, so the agent runs from /srv/picket and not from /tmp.
+// PICKET_SOAK_BINARY names a prebuilt binary to soak instead (an older
+// commit's, to see what the test catches).
 func (h *host) buildPicket() {
 	h.bin = h.path("opt/picket")
+	if prebuilt := os.Getenv("PICKET_SOAK_BINARY"); prebuilt != "" {
+		run(h.t, "cp", prebuilt, h.bin)
+		h.t.Logf("soaking the prebuilt %s", prebuilt)
+		return
+	}
 	cmd := exec.Command("go", "build", "-o", h.bin, "./cmd/picket")
 	cmd.Dir = h.repo
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -463,9 +475,6 @@ func (h *host) makeNetwork() {
 // every process of the namespace.
 func (h *host) start(learning time.Duration) {
 	t := h.t
-	gocache := strings.TrimSpace(run(t, "go", "env", "GOCACHE"))
-	goBin, _ := exec.LookPath("go")
-	goBin, _ = filepath.Abs(goBin)
 	logf, err := os.Create(h.path("logs/init.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -474,8 +483,8 @@ func (h *host) start(learning time.Duration) {
 		"unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--",
 		"bash", filepath.Join(h.repo, "ci/soak/init.sh"))
 	h.init.Env = append(os.Environ(), "SOAK="+h.dir, "PRIV="+h.priv, "PICKET_DIR="+h.path("opt"), "BOOT="+h.boot,
-		"LEARN="+learning.String(), "CGPARENT="+h.cgparent, "GO_BIN="+goBin, "GOCACHE="+gocache,
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:"+filepath.Dir(goBin))
+		"LEARN="+learning.String(), "CGPARENT="+h.cgparent, "GO_BIN="+h.goBin, "GOCACHE="+h.gocache,
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:"+filepath.Dir(h.goBin))
 	h.init.Stdout, h.init.Stderr = logf, logf
 	// init.sh's fd 3 is the read end of a pipe only this process writes:
 	// if the test dies without its cleanup (a go test timeout), init.sh

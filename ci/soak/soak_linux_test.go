@@ -71,7 +71,7 @@ func TestBenignSoakThenAttack(t *testing.T) {
 	h.touch("ctl/start")
 	web := h.startVisitors()
 	defer web.stop()
-	logins := []string{h.adminLogin()}
+	logins := []string{h.adminLogin(false)}
 
 	h.waitFor("the learning period to end", learning+30*time.Second, func() bool {
 		st, ok := h.status()
@@ -88,7 +88,7 @@ func TestBenignSoakThenAttack(t *testing.T) {
 		j.check()
 		el := time.Since(learnEnd)
 		if (len(logins) == 1 && el > 5*time.Second) || (len(logins) == 2 && el > 30*time.Second) {
-			logins = append(logins, h.adminLogin())
+			logins = append(logins, h.adminLogin(true))
 		}
 		missing := h.missingProgress(learnEnd)
 		if web.ok.Load()-webBefore < 50 {
@@ -251,12 +251,20 @@ func (h *host) procsNamed(comm string) []proc {
 }
 
 // adminLogin logs in over ssh from the admin network and runs what an
-// admin looks at; it returns "ok" or what failed.
-func (h *host) adminLogin() string {
+// admin looks at; with work, the session also builds and tests in /tmp
+// and starts a container — so that an sshd session is the common
+// ancestor of /tmp executions, container starts and the admin's shell.
+// It returns "ok" or what failed.
+func (h *host) adminLogin(work bool) string {
+	script := "id; uptime; ps -e | wc -l; df -h / | tail -n 1; tail -n 2 /var/log/auth.log; ls /etc/cron.d"
+	if work {
+		script += fmt.Sprintf("; set -e; cd %[1]s/gowork-admin; export GOTMPDIR=%[1]s/gotmp GOCACHE=%[2]s GOPROXY=off GOTOOLCHAIN=local GOENV=off GOFLAGS= CGO_ENABLED=0 DOCKER_CONFIG=%[1]s/docker-cli"+
+			"; %[3]s test -count=1 . && %[3]s build -o %[1]s/tmp/admin-app . && %[1]s/tmp/admin-app 1s"+
+			"; docker run --rm --network none busybox:soak sh -c 'echo admin container; sleep 1'", h.dir, h.gocache, h.goBin)
+	}
 	cmd := exec.Command("ip", "netns", "exec", h.admin.Name, "ssh", "-F", "/dev/null", "-i", h.adminKey,
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
-		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@"+srvAdmin,
-		"id; uptime; ps -e | wc -l; df -h / | tail -n 1; tail -n 2 /var/log/auth.log; ls /etc/cron.d")
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@"+srvAdmin, script)
 	cmd.Env = append(os.Environ(), "HOME="+h.path("adminhome"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -267,11 +275,11 @@ func (h *host) adminLogin() string {
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err != nil || !strings.Contains(out.String(), "uid=0(root)") {
+		if err != nil || !strings.Contains(out.String(), "uid=0(root)") || (work && !strings.Contains(out.String(), "admin container")) {
 			return fmt.Sprintf("%v: %s", err, clip(out.String(), 300))
 		}
 		return "ok " + time.Now().Format("15:04:05")
-	case <-time.After(30 * time.Second):
+	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
 		return "timed out: " + clip(out.String(), 300)
