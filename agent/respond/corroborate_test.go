@@ -107,6 +107,15 @@ func TestLineagesToPlans(t *testing.T) {
 		{"sealed memfd helper below a shell", []*event.Event{
 			exec(1079, "memfd:sealed-91", "/memfd:sealed-91173221a7ea", true, []event.Ancestor{login, sshd, initP}, "line_io_tools/binary_backend"),
 		}, ""},
+		{"sandbox runners from sealed memfds found at start below PID 1", func() []*event.Event {
+			var evs []*event.Event
+			for _, pid := range []int{1079, 13663, 13671} {
+				ev := exec(pid, "memfd:sealed-91", "/memfd:sealed-91173221a7ea", true, []event.Ancestor{a(1, "process_api", "/process_api")}, "line_io_tools/binary_backend", "--uid", "0")
+				ev.Detail = "initial"
+				evs = append(evs, ev)
+			}
+			return evs
+		}(), ""},
 		{"go test binaries in /tmp/go-build", []*event.Event{
 			exec(3001, "a.test", "/tmp/go-build1/b001/a.test", false, []event.Ancestor{a(3000, "go", "/usr/bin/go", "go", "test", "./..."), login, sshd, initP}, "/tmp/go-build1/b001/a.test"),
 			exec(3002, "b.test", "/tmp/go-build1/b002/b.test", false, []event.Ancestor{a(3000, "go", "/usr/bin/go", "go", "test", "./..."), login, sshd, initP}, "/tmp/go-build1/b002/b.test"),
