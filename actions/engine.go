@@ -25,6 +25,16 @@ type Breaker struct {
 	Emergency bool `json:"emergency,omitempty"`
 }
 
+// MetaBlockCap holds when the hourly cap of firewall actions was last
+// reached (status shows it while it holds).
+const MetaBlockCap = "actions_block_cap"
+
+// BlockCap is the block cap's persisted state.
+type BlockCap struct {
+	At  time.Time `json:"at"`
+	Max int       `json:"max"`
+}
+
 // Config wires an Engine.
 type Config struct {
 	Store *state.Store

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/picket-agent/picket/audit"
 	"github.com/picket-agent/picket/schema"
 	"github.com/picket-agent/picket/state"
 )
@@ -285,10 +286,22 @@ func (e *Engine) overCap(ctx context.Context, kind string, q *quota, now time.Ti
 			return "", nil
 		}
 		why := fmt.Sprintf("hourly block cap reached: %d firewall actions in the last hour (actions.max_blocks_per_hour); not applied, blocks resume as the hour slides", q.maxFirewall)
-		if now.Sub(e.capNoted) >= time.Hour {
+		if now.Sub(e.capNoted) >= time.Minute {
+			// Once a minute at most: status keeps showing it while it
+			// holds; the audit says so once an hour.
+			first := now.Sub(e.capNoted) >= time.Hour
 			e.capNoted = now
-			e.log.Warn("hourly block cap reached; new blocks are suppressed until the hour slides", "max_blocks_per_hour", q.maxFirewall)
-			if err := e.auditOnly(ctx, now, "actions", why); err != nil {
+			err := e.cfg.Store.Update(ctx, func(tx *state.Tx) error {
+				if err := tx.SetMetaJSON(ctx, MetaBlockCap, BlockCap{At: now, Max: q.maxFirewall}); err != nil || !first {
+					return err
+				}
+				_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindAction, Subject: "actions", Message: why})
+				return err
+			})
+			if first {
+				e.log.Warn("hourly block cap reached; new blocks are suppressed until the hour slides", "max_blocks_per_hour", q.maxFirewall)
+			}
+			if err != nil {
 				return why, err
 			}
 		}

@@ -124,23 +124,6 @@ func (t *Tx) Action(ctx context.Context, id int64) (ActionRow, error) {
 	return a, err
 }
 
-// CountActionsSince counts actions applied (or attempted) since t, for the
-// circuit breaker.
-func (s *Store) CountActionsSince(ctx context.Context, t time.Time, statuses []string) (int, error) {
-	q := `SELECT count(*) FROM actions WHERE created >= ?`
-	args := []any{ts(t)}
-	if len(statuses) > 0 {
-		in, sargs := statusIn(statuses)
-		q += ` AND ` + in
-		args = append(args, sargs...)
-	}
-	var n int
-	if err := s.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("state: count actions: %w", err)
-	}
-	return n, nil
-}
-
 func scanAction(sc scanner) (ActionRow, error) {
 	var a ActionRow
 	var created, applied, expires, ended, snap string

@@ -53,9 +53,15 @@ func TestActionJournalRoundTrip(t *testing.T) {
 	if len(last) != 1 || last[0].ID != ids[2] {
 		t.Fatalf("limit keeps the newest: %+v", last)
 	}
-	n, _ := s.CountActionsSince(ctx, t0.Add(30*time.Second), nil)
-	if n != 2 {
-		t.Fatalf("count since: %d", n)
+	// Only what reached the host counts toward the hourly caps.
+	if n, _ := s.CountAppliedSince(ctx, t0.Add(-time.Second), nil); n != 1 {
+		t.Fatalf("applied since: %d", n)
+	}
+	if n, _ := s.CountAppliedSince(ctx, t0.Add(time.Second), nil); n != 0 {
+		t.Fatalf("applied since later: %d", n)
+	}
+	if n, _ := s.CountAppliedSince(ctx, t0.Add(-time.Second), []string{"no-such-kind"}); n != 0 {
+		t.Fatalf("applied of another kind: %d", n)
 	}
 	if _, err := s.Action(ctx, 999); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing: %v", err)

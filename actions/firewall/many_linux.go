@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // sets returns the v4 and v6 set names of d.
@@ -51,7 +54,10 @@ func (f *Firewall) DeleteMany(d Direction, ps []netip.Prefix) error {
 			// Only what is there: one absent element fails a whole batch.
 			idx, err := f.index(s)
 			if err != nil {
-				return err
+				// The set cannot be read (no table, or an errno the
+				// library does not keep): lift one by one, where an absent
+				// element is no error.
+				return f.deleteEach(s, fam.ps)
 			}
 			var del []netip.Prefix
 			for _, p := range fam.ps {
@@ -69,8 +75,21 @@ func (f *Firewall) DeleteMany(d Direction, ps []netip.Prefix) error {
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, ErrNotPresent) {
+		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// deleteEach deletes ps from s one netlink batch each (the lock is held).
+func (f *Firewall) deleteEach(s *nftables.Set, ps []netip.Prefix) error {
+	for _, p := range ps {
+		if err := f.delElements(s, prefixElements([]netip.Prefix{p}, 0)); err != nil {
+			return err
+		}
+		if err := f.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("firewall: delete %s from %s: %w", p, s.Name, err)
 		}
 	}
 	return nil

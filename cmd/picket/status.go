@@ -31,6 +31,11 @@ type statusRecord struct {
 	// breaker tripped (observe-only).
 	Actions []actionRecord   `json:"actions"`
 	Breaker *actions.Breaker `json:"breaker,omitempty"`
+	// QueuedPlans counts committed plans the action engine has not taken
+	// yet (a burst being worked through); BlockCap is set while the
+	// hourly cap of firewall actions holds new blocks back.
+	QueuedPlans int               `json:"queued_plans"`
+	BlockCap    *actions.BlockCap `json:"block_cap,omitempty"`
 	// Suppressions are the local effects of operator verdicts in force;
 	// OpenProposals counts whitelist proposals waiting for a merge.
 	Suppressions  []suppressionRecord `json:"suppressions"`
@@ -103,6 +108,13 @@ JSON (--json): one object (see README, "JSON output").`,
 			if ok, err := st.MetaJSON(ctx, actions.MetaBreaker, &b); err == nil && ok && b.Tripped {
 				rec.Breaker = &b
 			}
+			if rec.QueuedPlans, err = st.CountPendingPlans(ctx); err != nil {
+				return err
+			}
+			var bc actions.BlockCap
+			if ok, err := st.MetaJSON(ctx, actions.MetaBlockCap, &bc); err == nil && ok && now.Sub(bc.At) < time.Hour {
+				rec.BlockCap = &bc
+			}
 			sups, err := st.Suppressions(ctx, true)
 			if err != nil {
 				return err
@@ -148,9 +160,23 @@ JSON (--json): one object (see README, "JSON output").`,
 			if rec.Breaker != nil {
 				fmt.Fprintf(e.stdout, "actions:   CIRCUIT BREAKER TRIPPED at %s: observe-only until `picket actions resume`\n", rec.Breaker.At.Local().Format("2006-01-02 15:04"))
 			}
-			fmt.Fprintf(e.stdout, "actions:   %d in force\n", len(live))
-			for _, a := range live {
+			if rec.BlockCap != nil {
+				fmt.Fprintf(e.stdout, "actions:   HOURLY BLOCK CAP reached at %s (actions.max_blocks_per_hour = %d): new blocks are suppressed until the hour slides\n",
+					rec.BlockCap.At.Local().Format("2006-01-02 15:04"), rec.BlockCap.Max)
+			}
+			queued := ""
+			if rec.QueuedPlans > 0 {
+				queued = fmt.Sprintf(", %d plan(s) queued", rec.QueuedPlans)
+			}
+			fmt.Fprintf(e.stdout, "actions:   %d in force%s\n", len(live), queued)
+			// A botnet's blocks are tens of thousands: the screen shows the
+			// newest; `picket actions` lists them all.
+			const shown = 20
+			for _, a := range live[max(0, len(live)-shown):] {
 				fmt.Fprintf(e.stdout, "  %5d  %-17s %-20s %-10s incident %d\n", a.ID, a.Kind, a.Target, expiresIn(a, now), a.Incident)
+			}
+			if len(live) > shown {
+				fmt.Fprintf(e.stdout, "  … and %d more (picket actions)\n", len(live)-shown)
 			}
 			fmt.Fprintf(e.stdout, "feedback:  %d local suppression(s), %d proposal(s) waiting for a merge\n", len(sups), rec.OpenProposals)
 			for _, s := range sups {
