@@ -336,8 +336,9 @@ func (e *Engine) HealthTick(ctx context.Context) error {
 	if e.cfg.Health == nil {
 		return nil
 	}
-	live, err := List(ctx, e.cfg.Store, 0, StatusApplied)
-	if err != nil || len(live) == 0 {
+	// Nothing in force, nothing to check; the journal is read only when a
+	// check fails (it may hold a botnet's worth of blocks).
+	if one, err := List(ctx, e.cfg.Store, 1, StatusApplied); err != nil || len(one) == 0 {
 		return err
 	}
 	failing := map[string]string{}
@@ -348,6 +349,10 @@ func (e *Engine) HealthTick(ctx context.Context) error {
 	}
 	if len(failing) == 0 {
 		return nil
+	}
+	live, err := List(ctx, e.cfg.Store, 0, StatusApplied)
+	if err != nil || len(live) == 0 {
+		return err
 	}
 	var back []*Action
 	reason := map[*Action]string{}
