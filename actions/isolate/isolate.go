@@ -106,8 +106,32 @@ func (c *Client) inspect(ctx context.Context, id string) (inspect, error) {
 	if statusOf(err) == http.StatusNotFound {
 		return d, fmt.Errorf("container %q: %w", id, ErrNotFound)
 	}
+	if err != nil {
+		return d, err
+	}
 	d.Name = strings.TrimPrefix(d.Name, "/")
-	return d, err
+	// Pause, disconnect and the snapshot name the container by the id
+	// the daemon returns: it must be a plain id (it goes into request
+	// paths) and belong to the container asked about.
+	if !validID(d.ID) || d.ID != id && !strings.HasPrefix(d.ID, id) && d.Name != strings.TrimPrefix(id, "/") {
+		return d, fmt.Errorf("inspect %q answered for container %q (%q): %w", id, d.ID, d.Name, ErrInvalid)
+	}
+	return d, nil
+}
+
+// validID accepts what engines use as container ids (64 hex digits for
+// Docker and Podman) and names ([a-zA-Z0-9][a-zA-Z0-9_.-]*), and nothing
+// that could change a request path ("/", "?", "%", "." or "..").
+func validID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return id != "." && id != ".."
 }
 
 // protected reports whether the container matches an entry of protect:
@@ -130,7 +154,7 @@ func protected(d inspect, protect []string) bool {
 // names it. The Snapshot is returned even with an error when something was
 // already changed (ContainerID set), so the caller can Restore it.
 func (c *Client) Isolate(ctx context.Context, id string, how How, protect []string) (Snapshot, error) {
-	if id == "" || strings.ContainsAny(id, "/?#%") {
+	if !validID(id) {
 		return Snapshot{}, fmt.Errorf("container id %q: %w", id, ErrInvalid)
 	}
 	if how != Disconnect && how != Pause {
@@ -152,7 +176,7 @@ func (c *Client) Isolate(ctx context.Context, id string, how How, protect []stri
 		if !d.State.Running {
 			return Snapshot{}, fmt.Errorf("container %s is not running: %w", d.Name, ErrUnsupported)
 		}
-		if err := c.call(ctx, http.MethodPost, "/containers/"+d.ID+"/pause", nil, nil); err != nil {
+		if err := c.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(d.ID)+"/pause", nil, nil); err != nil {
 			return Snapshot{}, fmt.Errorf("isolate: pause %s: %w", d.Name, err)
 		}
 		return s, nil
@@ -161,8 +185,15 @@ func (c *Client) Isolate(ctx context.Context, id string, how How, protect []stri
 	if mode == "host" || strings.HasPrefix(mode, "container:") {
 		return Snapshot{}, fmt.Errorf("container %s uses network mode %q: %w", d.Name, mode, ErrUnsupported)
 	}
+	var errs []error
 	for name, e := range d.NetworkSettings.Networks {
 		if e == nil || name == "none" {
+			continue
+		}
+		if !validID(name) || e.NetworkID != "" && !validID(e.NetworkID) {
+			// Docker allows neither; in a request path it could name
+			// something else ("..").
+			errs = append(errs, fmt.Errorf("isolate: %s: network %q (id %q): %w", d.Name, name, e.NetworkID, ErrInvalid))
 			continue
 		}
 		ep := Endpoint{NetworkID: e.NetworkID, NetworkName: name, Aliases: e.Aliases, Links: e.Links,
@@ -174,7 +205,6 @@ func (c *Client) Isolate(ctx context.Context, id string, how How, protect []stri
 	}
 	sort.Slice(s.Endpoints, func(i, j int) bool { return s.Endpoints[i].NetworkName < s.Endpoints[j].NetworkName })
 	// Everything is saved before the first change.
-	var errs []error
 	for _, ep := range s.Endpoints {
 		net := ep.NetworkID
 		if net == "" {
@@ -196,7 +226,7 @@ func (c *Client) Isolate(ctx context.Context, id string, how How, protect []stri
 // have been recreated); if it is gone, the others are still reconnected and
 // the error names it.
 func (c *Client) Restore(ctx context.Context, s Snapshot) error {
-	if s.ContainerID == "" || strings.ContainsAny(s.ContainerID, "/?#%") {
+	if !validID(s.ContainerID) {
 		return fmt.Errorf("snapshot container %q: %w", s.ContainerID, ErrInvalid)
 	}
 	d, err := c.inspect(ctx, s.ContainerID)
@@ -208,7 +238,7 @@ func (c *Client) Restore(ctx context.Context, s Snapshot) error {
 		if s.WasPaused || !d.State.Paused {
 			return nil
 		}
-		if err := c.call(ctx, http.MethodPost, "/containers/"+d.ID+"/unpause", nil, nil); err != nil {
+		if err := c.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(d.ID)+"/unpause", nil, nil); err != nil {
 			return fmt.Errorf("isolate: unpause %s: %w", d.Name, err)
 		}
 		return nil
