@@ -107,7 +107,7 @@ func (c *Client) Version(ctx context.Context) (VersionInfo, error) {
 // "nginx:1.27"), not the image's digest. It asks for the API version first
 // if it does not know it yet. ErrNotFound when the daemon does not know id.
 func (c *Client) Inspect(ctx context.Context, id string) (name, image string, err error) {
-	if id == "" || strings.ContainsAny(id, "/?#%") {
+	if !validID(id) {
 		return "", "", fmt.Errorf("docker: invalid container id %q", id)
 	}
 	ver, err := c.apiVersion(ctx)
@@ -115,6 +115,7 @@ func (c *Client) Inspect(ctx context.Context, id string) (name, image string, er
 		return "", "", err
 	}
 	var doc struct {
+		ID     string `json:"Id"`
 		Name   string `json:"Name"`
 		Config *struct {
 			Image string `json:"Image"`
@@ -124,6 +125,9 @@ func (c *Client) Inspect(ctx context.Context, id string) (name, image string, er
 		return "", "", err
 	}
 	name = strings.TrimPrefix(doc.Name, "/")
+	if !answersFor(doc.ID, name, id) {
+		return "", "", fmt.Errorf("docker: inspect %s answered for another container %q", id, doc.ID)
+	}
 	if doc.Config != nil {
 		image = doc.Config.Image
 	}
@@ -173,12 +177,61 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 		_ = json.NewDecoder(body).Decode(&e)
 		return fmt.Errorf("docker: GET %s: %s: %s", path, resp.Status, e.Message)
 	}
-	if err := json.NewDecoder(body).Decode(out); err != nil {
+	data, err := io.ReadAll(body)
+	if err != nil {
 		return fmt.Errorf("docker: GET %s: %w", path, err)
 	}
-	// Drain what is left (bounded) so the connection can be reused.
-	_, _ = io.Copy(io.Discard, body)
+	if n := jsonItems(data); n > maxItems {
+		return fmt.Errorf("docker: GET %s: %d JSON values, more than the %d accepted", path, n, maxItems)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("docker: GET %s: %w", path, err)
+	}
 	return nil
+}
+
+// maxItems bounds the array elements and object members of one response.
+// maxBody alone does not bound memory: "{}," is three bytes of a list but
+// a 200-byte Summary once decoded, so 4 MiB of them made the agent
+// allocate over a gigabyte. A real list has about 60 per container, so
+// this admits some 4,000 containers (the inventory tracks 2,048).
+const maxItems = 1 << 18
+
+// jsonItems counts, as an upper bound, the values decoding data would
+// create: commas and opening brackets outside strings. It allocates
+// nothing, so it is safe to run on anything maxBody let through.
+func jsonItems(data []byte) int {
+	n, inString, escaped := 0, false, false
+	for _, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == ',' || c == '{' || c == '[':
+			n++
+		}
+	}
+	return n
+}
+
+// validID refuses container ids that would change the request path:
+// empty, with "/", "?", "#" or "%", or a dot segment.
+func validID(id string) bool {
+	return id != "" && id != "." && id != ".." && !strings.ContainsAny(id, "/?#%")
+}
+
+// answersFor reports whether an inspect document with docID and name
+// (without "/") is about the container asked for as id (an id, an id
+// prefix or a name, as the daemon resolves them). Events, and so signals
+// and actions, are keyed on the id returned, and attribution names a
+// process's container by it: a daemon answering about another container
+// must not move them there.
+func answersFor(docID, name, id string) bool {
+	return docID == "" || docID == id || strings.HasPrefix(docID, id) || name == strings.TrimPrefix(id, "/")
 }
 
 // validAPIVersion accepts "1.47"-style versions only, since the value is put
@@ -313,7 +366,7 @@ type inspectDoc struct {
 // Details inspects one container (GET /containers/{id}/json). ErrNotFound
 // when the daemon does not know id (it was removed since it was listed).
 func (c *Client) Details(ctx context.Context, id string) (Details, error) {
-	if id == "" || strings.ContainsAny(id, "/?#%") {
+	if !validID(id) {
 		return Details{}, fmt.Errorf("docker: invalid container id %q", id)
 	}
 	ver, err := c.apiVersion(ctx)
@@ -325,6 +378,9 @@ func (c *Client) Details(ctx context.Context, id string) (Details, error) {
 		return Details{}, err
 	}
 	d := Details{ID: doc.ID, Name: strings.TrimPrefix(doc.Name, "/"), ImageID: doc.Image, Mounts: doc.Mounts}
+	if !answersFor(d.ID, d.Name, id) {
+		return Details{}, fmt.Errorf("docker: inspect %s answered for another container %q", id, d.ID)
+	}
 	d.Created, _ = time.Parse(time.RFC3339Nano, doc.Created)
 	if d.ID == "" {
 		d.ID = id
