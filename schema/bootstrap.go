@@ -75,6 +75,11 @@ func LoadBootstrap(path string) (*Bootstrap, error) {
 	if err := v.Decode(&b); err != nil {
 		return nil, asError(plainIssues(err, path))
 	}
+	// #Duration admits "0s" and "-1m"; the syncer would silently run
+	// every minute instead.
+	if d := b.Repository.Interval.D(); d <= 0 {
+		return nil, asError([]Issue{locate([]userFile{uf}, at(ShortDuration(d)+" must be positive", "repository.interval"))})
+	}
 	fillHostname(&b)
 	return &b, nil
 }
