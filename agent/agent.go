@@ -161,6 +161,11 @@ type runner struct {
 	drift *driftRun
 	// fb holds the operator verdicts' local effects (feedback.go).
 	fb *feedbackRunner
+
+	// guard and held keep the agent running while the state cannot be
+	// written (storeguard.go); held is the batch whose commit failed.
+	guard storeGuard
+	held  *pipeline.Batch
 }
 
 // Run runs the agent until ctx is cancelled. See the package comment for
@@ -175,7 +180,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("agent: load policy: %w", err)
 	}
-	r := &runner{a: a, st: st, policy: pol, pending: map[string]any{}}
+	r := &runner{a: a, st: st, policy: pol, pending: map[string]any{}, guard: storeGuard{dir: a.cfg.StateDir}}
 	if err := r.start(ctx, cs); err != nil {
 		return err
 	}
@@ -222,8 +227,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.notify("READY=1\nSTATUS=picket running")
 	a.log.Info("agent running", "state_dir", a.cfg.StateDir, "mode", pol.Mode, "sensors", len(sensors), "learning", r.status.Learning.Active)
 
-	flush := time.NewTicker(a.cfg.FlushEvery)
+	// The flush timer runs only while processed items wait for their
+	// commit: an idle agent must not wake up twice a second for nothing.
+	flush := time.NewTimer(a.cfg.FlushEvery)
 	defer flush.Stop()
+	flushArmed := true
 	beat := time.NewTicker(a.cfg.Heartbeat)
 	defer beat.Stop()
 	var wdC <-chan time.Time
@@ -236,27 +244,59 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	applied := a.appliedCh()
 	var runErr error
+	// intake is nil while the state cannot be written (storeguard.go):
+	// the sensors then wait, and nothing is read past the held commit.
+	intake := (<-chan sensor.Item)(items)
+	// failed handles an error from a step that writes the state: during
+	// shutdown it ends the loop (the final commit below retries), else
+	// the agent keeps running with intake paused until a commit works.
+	failed := func(err error) bool {
+		if ctx.Err() != nil {
+			runErr = err
+			return true
+		}
+		r.storeFailed(ctx, err, time.Now())
+		intake = nil
+		return false
+	}
+	if err := r.guard.ensureReserve(); err != nil {
+		a.log.Warn("no reserve for a full disk: status may not show a full state directory", "err", err)
+	}
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
-		case it := <-items:
+		case it := <-intake:
 			r.handle(it)
+			if !flushArmed {
+				flush.Reset(a.cfg.FlushEvery)
+				flushArmed = true
+			}
 			if r.counters.Events%1024 == 0 && r.dirty {
-				if err := r.commit(ctx); err != nil {
-					runErr = err
+				if err := r.commit(ctx); err != nil && failed(err) {
 					break loop
 				}
 			}
 		case <-flush.C:
-			if err := r.commit(ctx); err != nil {
-				runErr = err
+			flushArmed = false
+			if !r.storing() {
+				continue // retried on the heartbeat
+			}
+			if err := r.commit(ctx); err != nil && failed(err) {
 				break loop
 			}
 		case now := <-beat.C:
-			if err := r.learningTick(ctx, now); err != nil {
-				runErr = err
+			if !r.storing() {
+				if !r.storeRetry(ctx, now) {
+					if ctx.Err() != nil {
+						break loop
+					}
+					continue
+				}
+				intake = items
+			}
+			if err := r.learningTick(ctx, now); err != nil && failed(err) {
 				break loop
 			}
 			// A failed relearn step is retried on the next beat; it must
@@ -269,17 +309,19 @@ loop:
 			}
 			r.pl.Tick(now)
 			if err := r.commit(ctx); err != nil {
-				runErr = err
-				break loop
+				if failed(err) {
+					break loop
+				}
+				continue
 			}
-			if err := r.writeStatus(ctx, now); err != nil {
-				runErr = err
+			if err := r.writeStatus(ctx, now); err != nil && failed(err) {
 				break loop
 			}
 		case <-wdC:
 			// The watchdog is fed from the main loop, and only when the
 			// database answers: a wedged loop or store stops the pings and
-			// systemd restarts us.
+			// systemd restarts us. (A full disk still answers reads: the
+			// agent waits for space rather than restarting in a loop.)
 			if err := r.health(ctx); err != nil {
 				a.log.Error("health check failed; not feeding the watchdog", "err", err)
 				continue
@@ -508,8 +550,7 @@ func (r *runner) handle(it sensor.Item) {
 
 // commit writes the pipeline's batch and the positions in one transaction.
 func (r *runner) commit(ctx context.Context) error {
-	b := r.pl.Take()
-	r.counters.Signals += int64(b.Signals)
+	b := r.takeBatch()
 	if b.Empty() && len(r.pending) == 0 {
 		return nil
 	}
@@ -525,6 +566,7 @@ func (r *runner) commit(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
+		r.holdBatch(b) // and r.pending: retried with the next commit
 		return fmt.Errorf("agent: commit: %w", err)
 	}
 	clear(r.pending)

@@ -23,6 +23,22 @@ type Status struct {
 	Config    ConfigStatus   `json:"config"`
 	Sensors   []SensorStatus `json:"sensors"`
 	Counters  Counters       `json:"counters"`
+	// Store is set while commits to the state database fail (a full
+	// disk): what failed, since when, and that intake is paused.
+	Store *StoreStatus `json:"store,omitempty"`
+	// RestartNeeded names the config sections the running config changed
+	// that take effect only at the next start ("sensors.auth", ...).
+	RestartNeeded []string `json:"restart_needed,omitempty"`
+}
+
+// StoreStatus describes failing writes to the state database.
+type StoreStatus struct {
+	Error string    `json:"error"`
+	Since time.Time `json:"since"`
+	// Full: the file system is out of space (else another write error).
+	// Intake is paused until a commit succeeds, so nothing past the held
+	// batch is read.
+	Full bool `json:"full"`
 }
 
 // LearningStatus reports the read-only learning period.
