@@ -35,7 +35,10 @@ type realtime struct {
 	limitErr  string
 	unwatched map[string]bool // top-most directories without a watch: rescanned every FallbackInterval
 	pending   map[string]time.Time
-	rescan    bool   // events were lost (queue overflow, pending cap): rescan everything
+	rescan    bool // events were lost (queue overflow, pending cap): rescan everything
+	// wake tells the run loop that pending or rescan changed, so it arms
+	// its debounce timer only then: an idle host costs no wake-ups.
+	wake      chan struct{}
 	failed    string // realtime could not start
 	lastScan  time.Time
 	scanErr   string
@@ -48,6 +51,15 @@ func (r *realtime) init() {
 	r.watched = map[string]bool{}
 	r.unwatched = map[string]bool{}
 	r.pending = map[string]time.Time{}
+	r.wake = make(chan struct{}, 1)
+}
+
+// poke wakes the run loop without blocking (one pending wake is enough).
+func (r *realtime) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // watch adds an inotify watch on dir, unless realtime is off or the limit
@@ -129,8 +141,11 @@ func (s *Scanner) run(ctx context.Context, emit func(event.Event)) error {
 	defer full.Stop()
 	fallback := time.NewTicker(s.opts.FallbackInterval)
 	defer fallback.Stop()
-	tick := time.NewTicker(max(s.opts.Debounce/2, 10*time.Millisecond))
-	defer tick.Stop()
+	// The debounce timer runs only while paths wait for their check.
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	armed := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -148,19 +163,32 @@ func (s *Scanner) run(ctx context.Context, emit func(event.Event)) error {
 			for _, d := range dirs {
 				s.checkPath(ctx, d, emit)
 			}
-		case <-tick.C:
+		case <-s.rt.wake:
+			if !armed {
+				debounce.Reset(s.opts.Debounce)
+				armed = true
+			}
+		case <-debounce.C:
+			armed = false
 			s.rt.mu.Lock()
 			rescan := s.rt.rescan
 			s.rt.rescan = false
 			var due []string
 			now := time.Now()
+			next := time.Duration(-1) // until the earliest path still waiting
 			for p, t := range s.rt.pending {
-				if now.Sub(t) >= s.opts.Debounce {
+				if left := s.opts.Debounce - now.Sub(t); left <= 0 {
 					due = append(due, p)
 					delete(s.rt.pending, p)
+				} else if next < 0 || left < next {
+					next = left
 				}
 			}
 			s.rt.mu.Unlock()
+			if next >= 0 {
+				debounce.Reset(next)
+				armed = true
+			}
 			if rescan {
 				s.fullScan(ctx, emit)
 				continue
@@ -208,6 +236,7 @@ func (s *Scanner) collect(ctx context.Context, w *fsnotify.Watcher) {
 				s.rt.pending[ev.Name] = time.Now()
 			}
 			s.rt.mu.Unlock()
+			s.rt.poke()
 		case err, ok := <-w.Errors:
 			if !ok {
 				return
@@ -217,6 +246,7 @@ func (s *Scanner) collect(ctx context.Context, w *fsnotify.Watcher) {
 				s.rt.mu.Lock()
 				s.rt.rescan = true
 				s.rt.mu.Unlock()
+				s.rt.poke()
 			}
 			s.opts.Logger.Warn("fim: inotify", "err", err)
 		}

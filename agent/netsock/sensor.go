@@ -141,7 +141,9 @@ type Sensor struct {
 	procs     map[int]*event.Process // per poll or batch of flows
 	nss       namespaces             // of the last listing
 	rescanned time.Time
-	ct        *ctManager // while Run runs with Options.Conntrack
+	// diagLogged: the fall back from sock_diag to /proc/net was logged.
+	diagLogged bool
+	ct         *ctManager // while Run runs with Options.Conntrack
 
 	mu    sync.Mutex
 	stats Stats
@@ -492,7 +494,13 @@ func (s *Sensor) readAll() ([]nsTable, int, error) {
 			dirs = append(dirs, fmt.Sprintf("%s/%d/net/", root, pid))
 		}
 		read := false
+		if es, err := s.readNSDiag(id == nss.self, t.pids); err == nil {
+			t.entries, read = es, true
+		}
 		for _, dir := range dirs {
+			if read {
+				break
+			}
 			entries, b, err := s.readTables(dir)
 			if err == nil {
 				t.entries, bad, read = entries, bad+b, true
@@ -506,6 +514,42 @@ func (s *Sensor) readAll() ([]nsTable, int, error) {
 		}
 	}
 	return tables, bad, nil
+}
+
+// readNSDiag reads a namespace's sockets through sock_diag (diag_linux.go
+// says why), entering it through the first of pids whose ns/net opens.
+// Only on the real /proc: a fake tree in tests has no kernel behind it.
+// Its first failure is logged; /proc/net is read instead.
+func (s *Sensor) readNSDiag(self bool, pids []int) ([]Entry, error) {
+	if s.opts.ProcRoot != "/proc" {
+		return nil, errors.ErrUnsupported
+	}
+	if self {
+		return s.noteDiag(readDiag(0))
+	}
+	var err error = os.ErrNotExist
+	for _, pid := range pids {
+		var f *os.File
+		if f, err = os.Open(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil {
+			continue
+		}
+		var es []Entry
+		es, err = readDiag(int(f.Fd()))
+		f.Close()
+		if err == nil {
+			return es, nil
+		}
+		break // netlink itself failed: another pid will not do better
+	}
+	return s.noteDiag(nil, err)
+}
+
+func (s *Sensor) noteDiag(es []Entry, err error) ([]Entry, error) {
+	if err != nil && !errors.Is(err, os.ErrNotExist) && !s.diagLogged {
+		s.diagLogged = true
+		s.opts.Logger.Info("network sensor: sock_diag unavailable, reading /proc/net tables (costlier)", "err", err)
+	}
+	return es, err
 }
 
 // readTables reads tcp, tcp6, udp and udp6 under dir. A missing table is

@@ -45,6 +45,12 @@ import (
 const (
 	DefaultPoll    = 250 * time.Millisecond
 	DefaultMaxLine = 64 << 10
+	// With the default Poll, the look at the file becomes a backstop once
+	// its directory is watched (notifications carry the news), and backs
+	// off while the file is missing and cannot be watched: an idle agent
+	// following absent logs must not wake up four times a second per file.
+	notifiedPoll   = 10 * time.Second
+	maxMissingPoll = 5 * time.Second
 )
 
 // readBufSize is the size of each read. Big enough that following a busy
@@ -100,8 +106,10 @@ type Follower struct {
 	// appears, since everything in it is then new.
 	StartAtEnd bool
 	// Poll is how often the file is checked when no change notification
-	// arrived (default 250ms). Polling alone is sufficient; notifications
-	// only make delivery prompter.
+	// arrived. Polling alone is sufficient; notifications only make
+	// delivery prompter. Zero: 250ms, relaxed to a 10s backstop while the
+	// directory is watched, and backing off to 5s while the file is
+	// missing and its directory cannot be watched (it is retried).
 	Poll time.Duration
 	// MaxLine bounds the length of a delivered line in bytes (default
 	// 64 KiB); longer lines are truncated and counted, the rest of the line
@@ -157,6 +165,10 @@ type run struct {
 	events <-chan fsnotify.Event
 	errs   <-chan error
 	timer  *time.Timer
+
+	adaptive bool              // Poll was zero: see Follower.Poll
+	watcher  *fsnotify.Watcher // nil: notifications unavailable
+	missing  time.Duration     // current back-off while the file is missing
 }
 
 // Run follows the file until ctx is cancelled (returning ctx.Err()) or emit
@@ -175,7 +187,7 @@ func (f *Follower) Run(ctx context.Context, emit func(Line) error) error {
 		buf:     make([]byte, readBufSize),
 	}
 	if r.poll <= 0 {
-		r.poll = DefaultPoll
+		r.poll, r.adaptive = DefaultPoll, true
 	}
 	if r.maxLine <= 0 {
 		r.maxLine = DefaultMaxLine
@@ -198,6 +210,7 @@ func (f *Follower) Run(ctx context.Context, emit func(Line) error) error {
 			// file and also its rename, removal and re-creation.
 			if err := w.Add(filepath.Dir(f.Path)); err != nil {
 				r.log.Warn("cannot watch directory, polling only", slog.Any("err", err))
+				r.watcher = w // retried at each poll: the directory may appear
 			} else {
 				r.events, r.errs = w.Events, w.Errors
 			}
@@ -493,7 +506,7 @@ func lineText(b []byte) string {
 // wait sleeps until the poll interval passes, a relevant file system event
 // arrives, or ctx is cancelled.
 func (r *run) wait(ctx context.Context) error {
-	r.timer.Reset(r.poll)
+	r.timer.Reset(r.interval())
 	base := filepath.Base(r.f.Path)
 	for {
 		select {
@@ -523,6 +536,28 @@ func (r *run) wait(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// interval is how long to wait for the next look (see Follower.Poll). A
+// directory that could not be watched is tried again first.
+func (r *run) interval() time.Duration {
+	if r.watcher != nil && r.events == nil {
+		if err := r.watcher.Add(filepath.Dir(r.f.Path)); err == nil {
+			r.events, r.errs, r.watcher = r.watcher.Events, r.watcher.Errors, nil
+			r.log.Info("directory watched")
+		}
+	}
+	switch {
+	case !r.adaptive:
+		return r.poll
+	case r.events != nil:
+		return notifiedPoll
+	case r.file == nil:
+		r.missing = min(max(2*r.missing, r.poll), maxMissingPoll)
+		return r.missing
+	}
+	r.missing = 0
+	return r.poll
 }
 
 // drainEvents discards queued events: one look at the file covers them all.

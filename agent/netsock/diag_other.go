@@ -1,0 +1,7 @@
+//go:build !linux
+
+package netsock
+
+import "errors"
+
+func readDiag(int) ([]Entry, error) { return nil, errors.New("netsock: sock_diag is Linux only") }
