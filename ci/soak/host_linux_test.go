@@ -290,14 +290,18 @@ credentials: %q
 	}
 }
 
+// makeDaemonConfigs: sshd accepts passwords so that the brute force at
+// the end fails the way real ones do ("Failed password"); no password can
+// succeed, every hash in the private shadow is "*".
 func (h *host) makeDaemonConfigs() {
+	h.write("ssh/askpass", "#!/bin/sh\necho wrong-password\n", 0o755)
 	h.write("ssh/sshd_config", fmt.Sprintf(`Port 22
 ListenAddress 0.0.0.0
 HostKey %s
 PidFile none
 UsePAM no
 PermitRootLogin prohibit-password
-PasswordAuthentication no
+PasswordAuthentication yes
 KbdInteractiveAuthentication no
 AuthorizedKeysFile /etc/ssh/authorized_keys/%%u
 PrintMotd no
@@ -702,6 +706,16 @@ func readProc(pid int) (proc, bool) {
 		}
 	}
 	return p, true
+}
+
+// nsTail is tail for a file of the namespace's private mounts (read
+// through /proc/PID/root of its init).
+func (h *host) nsTail(path string, n int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", h.nsPID(1), path))
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 func (h *host) tail(rel string, n int) string {
