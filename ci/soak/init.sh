@@ -81,9 +81,11 @@ syslog_writer() {
 # --- dockerd ----------------------------------------------------------------
 # Its sockets, pid file and exec root land in the private /run; data in the
 # test's directory; no bridge, no iptables (containers run --network none);
-# container cgroups below a parent of the test's own, removed at cleanup.
+# container cgroups below a parent of the test's own, removed at cleanup
+# (cgroupfs, never the systemd driver: that would ask the machine's
+# systemd for scopes).
 dockerd --data-root "$SOAK/docker" --storage-driver vfs --bridge none --iptables=false --ip6tables=false \
-	--cgroup-parent "/$CGPARENT" >logs/dockerd.log 2>&1 &
+	--exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/$CGPARENT" >logs/dockerd.log 2>&1 &
 started dockerd $!
 for ((i = 0; i < 600; i++)); do
 	docker info >/dev/null 2>&1 && break
