@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -89,7 +90,7 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	applyCh chan applyReq
+	applyCh chan *applyReq
 }
 
 // applyReq carries a new policy to the main loop, which owns the pipeline.
@@ -97,6 +98,9 @@ type applyReq struct {
 	policy *schema.Policy
 	status ConfigStatus
 	done   chan error
+	// restart is set, before done is sent, to the sections that need a
+	// restart to follow the policy (RestartNeeded).
+	restart []string
 }
 
 // New checks cfg and returns an agent.
@@ -122,7 +126,7 @@ func New(cfg Config) (*Agent, error) {
 			cfg.Detectors = DefaultDetectors
 		}
 	}
-	return &Agent{cfg: cfg, log: cfg.Logger.With(slog.String("subsystem", "agent")), applyCh: make(chan applyReq)}, nil
+	return &Agent{cfg: cfg, log: cfg.Logger.With(slog.String("subsystem", "agent")), applyCh: make(chan *applyReq)}, nil
 }
 
 // Positions reads saved sensor positions from state.
@@ -166,6 +170,10 @@ type runner struct {
 	// written (storeguard.go); held is the batch whose commit failed.
 	guard storeGuard
 	held  *pipeline.Batch
+	// sensorPolicy is the policy the running sensors were built from: a
+	// later one that changes their settings needs a restart (status and
+	// the config.applied entry say which sections).
+	sensorPolicy *schema.Policy
 }
 
 // Run runs the agent until ctx is cancelled. See the package comment for
@@ -189,7 +197,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	items := make(chan sensor.Item, 1024)
 	sensors, statuses := a.cfg.Sensors(ctx, pol, st)
 	r.status.Sensors = statuses
-	r.sensors = sensors
+	r.sensors, r.sensorPolicy = sensors, pol
 	var wg sync.WaitGroup
 	for _, s := range sensors {
 		wg.Add(1)
@@ -500,7 +508,7 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 			Message: fmt.Sprintf("agent %s started (pid %d, root=%v, %d open incidents restored)", r.a.cfg.Version, os.Getpid(), r.status.Root, len(rows))}); err != nil {
 			return err
 		}
-		if err := r.appliedEntry(ctx, tx, cs, now); err != nil {
+		if err := r.appliedEntry(ctx, tx, cs, now, nil); err != nil {
 			return err
 		}
 		return tx.SetMetaJSON(ctx, MetaPolicy, r.policy)
@@ -512,7 +520,7 @@ func (r *runner) start(ctx context.Context, cs ConfigStatus) error {
 	return r.relearnTick(ctx, now)
 }
 
-func (r *runner) appliedEntry(ctx context.Context, tx *state.Tx, cs ConfigStatus, now time.Time) error {
+func (r *runner) appliedEntry(ctx context.Context, tx *state.Tx, cs ConfigStatus, now time.Time, restart []string) error {
 	msg := "config applied: embedded default policy"
 	if cs.Source != "embedded-default" {
 		msg = fmt.Sprintf("config applied: %s", cs.Source)
@@ -520,7 +528,13 @@ func (r *runner) appliedEntry(ctx context.Context, tx *state.Tx, cs ConfigStatus
 			msg += " " + cs.Revision
 		}
 	}
-	data, _ := json.Marshal(cs)
+	if note := RestartNote(restart); note != "" {
+		msg += "; " + note
+	}
+	data, _ := json.Marshal(struct {
+		ConfigStatus
+		RestartNeeded []string `json:"restart_needed,omitempty"`
+	}{cs, restart})
 	_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindConfigApplied, Subject: "config", Message: msg, Data: data})
 	return err
 }
@@ -730,26 +744,53 @@ func (r *runner) health(ctx context.Context) error {
 // Apply swaps the running policy from another goroutine (the git sync) and
 // waits until the main loop has done it. The caller audits it.
 func (a *Agent) Apply(ctx context.Context, p *schema.Policy, cs ConfigStatus) error {
-	req := applyReq{policy: p, status: cs, done: make(chan error, 1)}
+	_, err := a.ApplyNoting(ctx, p, cs)
+	return err
+}
+
+// ApplyNoting is Apply that also returns the config sections that take
+// effect only after a restart ("sensors.auth", ...), for the caller's
+// audit entry.
+func (a *Agent) ApplyNoting(ctx context.Context, p *schema.Policy, cs ConfigStatus) ([]string, error) {
+	req := &applyReq{policy: p, status: cs, done: make(chan error, 1)}
 	select {
 	case a.applyCh <- req:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	select {
 	case err := <-req.done:
-		return err
+		return req.restart, err
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
-func (r *runner) apply(ctx context.Context, req applyReq) error {
+// RestartNote renders RestartNeeded's sections for messages ("" for none).
+func RestartNote(sections []string) string {
+	if len(sections) == 0 {
+		return ""
+	}
+	return "restart needed for: " + strings.Join(sections, ", ")
+}
+
+// noteRestart records which sections the new policy cannot change live.
+func (r *runner) noteRestart(p *schema.Policy) []string {
+	need := RestartNeeded(r.sensorPolicy, p)
+	r.status.RestartNeeded = need
+	if len(need) > 0 {
+		r.a.log.Warn("config changes settings the sensors read at start: restart the agent for them to take effect", "sections", need)
+	}
+	return need
+}
+
+func (r *runner) apply(ctx context.Context, req *applyReq) error {
 	if err := r.pl.SetPolicy(req.policy); err != nil {
 		return err
 	}
 	r.policy = req.policy
 	r.actionPolicy()
+	req.restart = r.noteRestart(req.policy)
 	req.status.Applied = time.Now()
 	r.status.Config = req.status
 	r.status.Mode = req.policy.Mode
@@ -778,10 +819,11 @@ func (r *runner) reload(ctx context.Context) {
 	}
 	r.policy = pol
 	r.actionPolicy()
+	need := r.noteRestart(pol)
 	cs.Applied = now
 	r.status.Config = cs
 	if err := r.st.Update(ctx, func(tx *state.Tx) error {
-		if err := r.appliedEntry(ctx, tx, cs, now); err != nil {
+		if err := r.appliedEntry(ctx, tx, cs, now, need); err != nil {
 			return err
 		}
 		return tx.SetMetaJSON(ctx, MetaPolicy, pol)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -284,4 +285,64 @@ func (b *baselineStore) LoadBaseline(ctx context.Context, name string) ([]byte, 
 
 func (b *baselineStore) SaveBaseline(ctx context.Context, name string, data []byte) error {
 	return b.st.Update(ctx, func(tx *state.Tx) error { return tx.SetMeta(ctx, "baseline_snapshot:"+name, string(data)) })
+}
+
+// RestartNeeded names the sensor sections ("sensors.auth", ...) whose
+// settings differ between built, the policy the running sensors were made
+// from, and p. Sensors read their settings once, when they are built
+// (sources, files, intervals, sockets); the detectors that come with them
+// follow every applied policy. Empty and missing lists compare equal: a
+// policy stored as JSON and the same policy loaded from CUE are the same.
+func RestartNeeded(built, p *schema.Policy) []string {
+	if built == nil || p == nil {
+		return nil
+	}
+	a, b := reflect.ValueOf(built.Sensors), reflect.ValueOf(p.Sensors)
+	var out []string
+	for i := range a.NumField() {
+		if !sameSetting(a.Field(i), b.Field(i)) {
+			name, _, _ := strings.Cut(a.Type().Field(i).Tag.Get("json"), ",")
+			out = append(out, "sensors."+name)
+		}
+	}
+	return out
+}
+
+func sameSetting(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Slice, reflect.Array:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !sameSetting(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for _, k := range a.MapKeys() {
+			v := b.MapIndex(k)
+			if !v.IsValid() || !sameSetting(a.MapIndex(k), v) {
+				return false
+			}
+		}
+		return true
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !sameSetting(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return sameSetting(a.Elem(), b.Elem())
+	}
+	return a.Equal(b)
 }

@@ -101,9 +101,14 @@ capability.`,
 			kick := make(chan struct{}, 1)
 			if boot.Repository.URL != "" {
 				workers = append(workers, func(ctx context.Context) error {
-					return runSync(ctx, boot, stateDir, log, func(ctx context.Context, p *schema.Policy, rev, signer string) error {
-						return a.Apply(ctx, override(p), agent.ConfigStatus{Source: "repository", Revision: rev, Signer: signer})
-					}, kick)
+					// The sync calls apply and then note, on its goroutine.
+					var restart []string
+					apply := func(ctx context.Context, p *schema.Policy, rev, signer string) error {
+						var err error
+						restart, err = a.ApplyNoting(ctx, override(p), agent.ConfigStatus{Source: "repository", Revision: rev, Signer: signer})
+						return err
+					}
+					return runSync(ctx, boot, stateDir, log, apply, func() string { return agent.RestartNote(restart) }, kick)
 				})
 			}
 			// The action engine has its own connection to the state

@@ -153,6 +153,18 @@ JSON (--json): one object (see README, "JSON output").`,
 				cfg += ", signed by " + rec.Config.Signer
 			}
 			fmt.Fprintf(e.stdout, "config:    %s (applied %s)\n", cfg, rec.Config.Applied.UTC().Format(time.RFC3339))
+			if len(rec.RestartNeeded) > 0 {
+				fmt.Fprintf(e.stdout, "restart:   %s (read at start only; the running sensors keep the old settings until `systemctl restart picket`)\n",
+					agent.RestartNote(rec.RestartNeeded))
+			}
+			if s := rec.Store; s != nil {
+				what := "STATE NOT WRITABLE"
+				if s.Full {
+					what = "STATE DIRECTORY FULL"
+				}
+				fmt.Fprintf(e.stdout, "state:     %s since %s: %s; intake paused, nothing is lost, resumes by itself once a commit works\n",
+					what, s.Since.UTC().Format(time.RFC3339), s.Error)
+			}
 			if s := rec.Sync; s != nil {
 				printSync(e, s)
 			}

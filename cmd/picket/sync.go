@@ -36,7 +36,7 @@ func lockRepo(stateDir string) (*os.File, error) {
 }
 
 // runSync is the agent's sync worker.
-func runSync(ctx context.Context, boot *schema.Bootstrap, stateDir string, log *slog.Logger, apply syncer.ApplyFunc, kick <-chan struct{}) error {
+func runSync(ctx context.Context, boot *schema.Bootstrap, stateDir string, log *slog.Logger, apply syncer.ApplyFunc, note func() string, kick <-chan struct{}) error {
 	// A `picket sync --once` may hold the clone for a moment: wait for it
 	// rather than giving up on syncing for the agent's whole life.
 	var lock *os.File
@@ -58,15 +58,15 @@ func runSync(ctx context.Context, boot *schema.Bootstrap, stateDir string, log *
 		return err
 	}
 	defer st.Close()
-	s, err := newSyncer(boot, stateDir, st, log, apply)
+	s, err := newSyncer(boot, stateDir, st, log, apply, note)
 	if err != nil {
 		return err
 	}
 	return s.Run(ctx, kick)
 }
 
-func newSyncer(boot *schema.Bootstrap, stateDir string, st *state.Store, log *slog.Logger, apply syncer.ApplyFunc) (*syncer.Syncer, error) {
-	return syncer.New(syncer.Config{Hostname: boot.Hostname, Bootstrap: *boot, StateDir: stateDir, Store: st, Apply: apply,
+func newSyncer(boot *schema.Bootstrap, stateDir string, st *state.Store, log *slog.Logger, apply syncer.ApplyFunc, note func() string) (*syncer.Syncer, error) {
+	return syncer.New(syncer.Config{Hostname: boot.Hostname, Bootstrap: *boot, StateDir: stateDir, Store: st, Apply: apply, AppliedNote: note,
 		Logger: log, Version: version, StatusJSON: statusJSON(st)})
 }
 
@@ -125,7 +125,7 @@ send it SIGHUP to make it sync at once instead.`,
 			// No agent in this process: the applied config is recorded in
 			// state, where the agent reads it at start or on SIGHUP.
 			noAgent := func(context.Context, *schema.Policy, string, string) error { return nil }
-			s, err := newSyncer(boot, stateDir, st, slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), noAgent)
+			s, err := newSyncer(boot, stateDir, st, slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), noAgent, nil)
 			if err != nil {
 				return err
 			}

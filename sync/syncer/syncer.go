@@ -45,6 +45,10 @@ type Config struct {
 	StateDir  string
 	Store     *state.Store
 	Apply     ApplyFunc
+	// AppliedNote, when set, is asked after a successful Apply what the
+	// config.applied entry should add (the agent: "restart needed for:
+	// sensors.auth" when the config changes what sensors read at start).
+	AppliedNote func() string
 	Logger    *slog.Logger
 	Version   string
 	// StatusJSON returns the agent's status.json for the host branch
@@ -255,9 +259,14 @@ func (s *Syncer) config(ctx context.Context, head plumbing.Hash) (*Rejection, st
 			return err
 		}
 		data, _ := json.Marshal(map[string]any{"revision": rev, "signer": res.Signer, "verified_commits": res.Verified, "cached": res.Cached})
+		msg := fmt.Sprintf("config %s applied, signed by %s (%d new commit(s) verified, mode %s)", short(rev), signer, res.Verified, s.cfg.Bootstrap.Repository.Verify)
+		if s.cfg.AppliedNote != nil {
+			if note := s.cfg.AppliedNote(); note != "" {
+				msg += "; " + note
+			}
+		}
 		_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindConfigApplied, Subject: "config:" + rev,
-			Message: fmt.Sprintf("config %s applied, signed by %s (%d new commit(s) verified, mode %s)", short(rev), signer, res.Verified, s.cfg.Bootstrap.Repository.Verify),
-			Data:    data})
+			Message: msg, Data: data})
 		return err
 	})
 	if err != nil {
