@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -25,39 +28,95 @@ const (
 	diagMsgLen       = 72 // struct inet_diag_msg
 )
 
+// The TCP established hash is one table for every namespace, so a dump
+// of one namespace's connections still walks all of it. Listeners live in
+// their own small table: they are dumped on every poll, and the walk for
+// connections is made only when the namespace's sockstat counts more TCP
+// sockets "in use" (listeners, connecting and connected sockets) than
+// listeners. On an idle host that skips nearly every walk.
+
+const tcpListen = 10 // TCP_LISTEN
+
 // readDiag dumps the tcp, tcp6, udp and udp6 sockets of a network
-// namespace: nsFD is an open /proc/<pid>/ns/net, or 0 for the agent's own.
-func readDiag(nsFD int) ([]Entry, error) {
+// namespace: nsFD is an open /proc/<pid>/ns/net, or 0 for the agent's own;
+// netDir is its /proc/<pid>/net/ (for sockstat).
+func readDiag(nsFD int, netDir string) ([]Entry, error) {
 	c, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, &netlink.Config{NetNS: nsFD})
 	if err != nil {
 		return nil, fmt.Errorf("netsock: sock_diag: %w", err)
 	}
 	defer c.Close()
+	inuse := tcpInUse(netDir)
 	var all []Entry
-	for _, q := range []struct {
-		family, proto uint8
-		name          string
-	}{
-		{unix.AF_INET, unix.IPPROTO_TCP, TCP}, {unix.AF_INET6, unix.IPPROTO_TCP, TCP6},
-		{unix.AF_INET, unix.IPPROTO_UDP, UDP}, {unix.AF_INET6, unix.IPPROTO_UDP, UDP6},
-	} {
+	dump := func(family, proto uint8, name string, states uint32) (int, error) {
 		req := make([]byte, diagReqLen)
-		req[0], req[1] = q.family, q.proto
-		binary.NativeEndian.PutUint32(req[4:], ^uint32(0)) // every state
+		req[0], req[1] = family, proto
+		binary.NativeEndian.PutUint32(req[4:], states)
 		msgs, err := c.Execute(netlink.Message{
 			Header: netlink.Header{Type: sockDiagByFamily, Flags: netlink.Request | netlink.Dump},
 			Data:   req,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("netsock: sock_diag %s: %w", q.name, err)
+			return 0, fmt.Errorf("netsock: sock_diag %s: %w", name, err)
 		}
+		n := 0
 		for _, m := range msgs {
-			if e, ok := parseDiag(q.name, m.Data); ok {
-				all = append(all, e)
+			if e, ok := parseDiag(name, m.Data); ok {
+				all, n = append(all, e), n+1
 			}
+		}
+		return n, nil
+	}
+	for _, q := range []struct {
+		family uint8
+		name   string
+	}{{unix.AF_INET, TCP}, {unix.AF_INET6, TCP6}} {
+		listeners, err := dump(q.family, unix.IPPROTO_TCP, q.name, 1<<tcpListen)
+		if err != nil {
+			return nil, err
+		}
+		if n, ok := inuse[q.name]; ok && n <= listeners {
+			continue // nothing but listeners: no walk
+		}
+		if _, err := dump(q.family, unix.IPPROTO_TCP, q.name, ^uint32(1<<tcpListen)); err != nil {
+			return nil, err
+		}
+	}
+	for _, q := range []struct {
+		family uint8
+		name   string
+	}{{unix.AF_INET, UDP}, {unix.AF_INET6, UDP6}} {
+		if _, err := dump(q.family, unix.IPPROTO_UDP, q.name, ^uint32(0)); err != nil {
+			return nil, err
 		}
 	}
 	return all, nil
+}
+
+// tcpInUse reads "TCP: inuse N" (sockstat) and "TCP6: inuse N"
+// (sockstat6) of a namespace, by protocol name; a missing figure means
+// "walk anyway".
+func tcpInUse(netDir string) map[string]int {
+	out := map[string]int{}
+	for file, key := range map[string]string{"sockstat": TCP, "sockstat6": TCP6} {
+		b, err := os.ReadFile(netDir + file)
+		if err != nil {
+			continue
+		}
+		prefix := "TCP: inuse "
+		if key == TCP6 {
+			prefix = "TCP6: inuse "
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				f, _, _ := strings.Cut(rest, " ")
+				if n, err := strconv.Atoi(f); err == nil {
+					out[key] = n
+				}
+			}
+		}
+	}
+	return out
 }
 
 // parseDiag decodes one struct inet_diag_msg: ports and addresses are in

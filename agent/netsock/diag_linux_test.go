@@ -48,7 +48,7 @@ func TestDiagMatchesProcNet(t *testing.T) {
 	}
 	closers = append(closers, u.Close)
 
-	diag, err := readDiag(0)
+	diag, err := readDiag(0, "/proc/self/net/")
 	if err != nil {
 		t.Fatalf("sock_diag: %v", err)
 	}
@@ -121,4 +121,59 @@ func FuzzParseDiag(f *testing.F) {
 			t.Fatalf("bad entry %+v", e)
 		}
 	})
+}
+
+// TestDiagSkipsWalkWithOnlyListeners: when sockstat counts no more TCP
+// sockets than listeners, only listeners are dumped (the expensive walk
+// of the established hash is skipped); a missing sockstat walks anyway.
+func TestDiagSkipsWalkWithOnlyListeners(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lport := ln.Addr().(*net.TCPAddr).Port
+	count := func(es []Entry) (listen, conn int) {
+		for _, e := range es {
+			switch {
+			case e.Proto == TCP && e.State == StateListen && e.LPort == lport:
+				listen++
+			case e.Proto == TCP && e.State != StateListen && (e.LPort == lport || e.RPort == lport):
+				conn++
+			}
+		}
+		return
+	}
+	fake := t.TempDir() + "/"
+	os.WriteFile(fake+"sockstat", []byte("sockets: used 1\nTCP: inuse 0 orphan 0 tw 0 alloc 0 mem 0\n"), 0o644)
+	os.WriteFile(fake+"sockstat6", []byte("TCP6: inuse 0\n"), 0o644)
+	if got := tcpInUse(fake); got[TCP] != 0 || got[TCP6] != 0 || len(got) != 2 {
+		t.Fatalf("tcpInUse: %v", got)
+	}
+	es, err := readDiag(0, fake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, n := count(es); l != 1 || n != 0 {
+		t.Fatalf("gated: %d listeners, %d connections; want 1 and 0 (no walk)", l, n)
+	}
+	es, err = readDiag(0, t.TempDir()+"/absent/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, n := count(es); l != 1 || n != 2 {
+		t.Fatalf("without sockstat: %d listeners, %d connections; want 1 and 2", l, n)
+	}
+	es, err = readDiag(0, "/proc/self/net/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, n := count(es); l != 1 || n != 2 {
+		t.Fatalf("real sockstat: %d listeners, %d connections; want 1 and 2", l, n)
+	}
 }

@@ -4,4 +4,6 @@ package netsock
 
 import "errors"
 
-func readDiag(int) ([]Entry, error) { return nil, errors.New("netsock: sock_diag is Linux only") }
+func readDiag(int, string) ([]Entry, error) {
+	return nil, errors.New("netsock: sock_diag is Linux only")
+}

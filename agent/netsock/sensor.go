@@ -525,7 +525,7 @@ func (s *Sensor) readNSDiag(self bool, pids []int) ([]Entry, error) {
 		return nil, errors.ErrUnsupported
 	}
 	if self {
-		return s.noteDiag(readDiag(0))
+		return s.noteDiag(readDiag(0, "/proc/self/net/"))
 	}
 	var err error = os.ErrNotExist
 	for _, pid := range pids {
@@ -534,7 +534,7 @@ func (s *Sensor) readNSDiag(self bool, pids []int) ([]Entry, error) {
 			continue
 		}
 		var es []Entry
-		es, err = readDiag(int(f.Fd()))
+		es, err = readDiag(int(f.Fd()), fmt.Sprintf("/proc/%d/net/", pid))
 		f.Close()
 		if err == nil {
 			return es, nil
