@@ -597,8 +597,15 @@ func WriteBatch(ctx context.Context, tx *state.Tx, b pipeline.Batch) error {
 		if err != nil {
 			return fmt.Errorf("agent: encode incident %d: %w", in.ID, err)
 		}
-		if err := tx.PutIncident(ctx, state.IncidentRow{ID: in.ID, Opened: in.Opened, Updated: in.Updated, Status: string(in.Status),
-			Level: in.Level.String(), Score: in.Score, Summary: in.Summary(), Doc: doc}); err != nil {
+		row := state.IncidentRow{ID: in.ID, Opened: in.Opened, Updated: in.Updated, Status: string(in.Status),
+			Level: in.Level.String(), Score: in.Score, Summary: in.Summary(), Doc: doc}
+		put := tx.PutIncident
+		if in.Summarised > 0 {
+			// Only its newest signals are in memory: append them to the
+			// stored story instead of replacing it.
+			put = tx.AppendIncident
+		}
+		if err := put(ctx, row); err != nil {
 			return err
 		}
 	}
@@ -608,12 +615,7 @@ func WriteBatch(ctx context.Context, tx *state.Tx, b pipeline.Batch) error {
 			return err
 		}
 	}
-	for _, e := range b.Audit {
-		if _, err := tx.AppendAudit(ctx, e); err != nil {
-			return err
-		}
-	}
-	return nil
+	return tx.AppendAudits(ctx, b.Audit)
 }
 
 // progressSensor is a sensor with a long first pass (file integrity).
@@ -723,17 +725,10 @@ func (r *runner) writeStatus(ctx context.Context, now time.Time) error {
 	r.status.Learning = LearningAt(r.learnAt, r.policy.Learning.Period.D(), now)
 	r.status.Mode = r.policy.Mode
 	c := r.counters
-	c.OpenIncidents = len(r.openIDs())
+	// Counted, not listed: a flood leaves tens of thousands open.
+	c.OpenIncidents, _ = r.pl.OpenCount()
 	r.status.Counters = c
 	return r.st.Update(ctx, func(tx *state.Tx) error { return tx.SetMetaJSON(ctx, MetaStatus, r.status) })
-}
-
-func (r *runner) openIDs() []int64 {
-	var ids []int64
-	for _, in := range r.pl.Open() {
-		ids = append(ids, in.ID)
-	}
-	return ids
 }
 
 func (r *runner) health(ctx context.Context) error {

@@ -136,8 +136,8 @@ type Correlation struct {
 	// StageEscalation: each distinct kill-chain stage beyond the first raises
 	// the level by one step (capped at lockdown).
 	StageEscalation bool `json:"stage_escalation"`
-	// MaxOpenIncidents caps the incidents kept in memory; the oldest is
-	// closed first.
+	// MaxOpenIncidents caps the open incidents (whole or summarised, see
+	// agent/correlate); the least recently updated is closed first.
 	MaxOpenIncidents int `json:"max_open_incidents"`
 }
 

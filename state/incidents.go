@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -52,6 +53,85 @@ func (t *Tx) PutIncident(ctx context.Context, r IncidentRow) error {
 		return fmt.Errorf("state: put incident %d: %w", r.ID, err)
 	}
 	return nil
+}
+
+// AppendIncident writes an incident of which only the newest signals are
+// in r.Doc (a summarised incident, see correlate.Incident.Summarised): the
+// row and the document's other fields take r's values, the document's
+// signals are the stored ones followed by r.Doc's. Without a stored row
+// it inserts r as it is.
+//
+// The documents are the agent's own encoding of an incident (signals the
+// last array field, then only "capped"), so the two are spliced as text:
+// a flood summarises tens of thousands of incidents, and parsing each
+// stored story again (SQLite's JSON functions) would cost more than the
+// rest of the ingest. A document of another shape is merged as JSON.
+func (t *Tx) AppendIncident(ctx context.Context, r IncidentRow) error {
+	var old string
+	err := t.tx.QueryRowContext(ctx, `SELECT doc FROM incidents WHERE id = ?`, r.ID).Scan(&old)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t.PutIncident(ctx, r)
+	}
+	if err != nil {
+		return fmt.Errorf("state: append to incident %d: %w", r.ID, err)
+	}
+	if doc, ok := spliceSignals(old, string(r.Doc)); ok {
+		r.Doc = []byte(doc)
+		return t.PutIncident(ctx, r)
+	}
+	_, err = t.exec(ctx, `UPDATE incidents SET opened=?, updated=?, status=?, level=?, score=?, summary=?,
+		doc=json_set(?, '$.signals', json((SELECT json_group_array(json(value)) FROM (
+			SELECT 0 AS part, key, value FROM json_each(doc, '$.signals') WHERE json_type(doc, '$.signals') = 'array'
+			UNION ALL SELECT 1, key, value FROM json_each(?, '$.signals') WHERE json_type(?, '$.signals') = 'array'
+			ORDER BY part, key)))) WHERE id = ?`,
+		ts(r.Opened), ts(r.Updated), r.Status, r.Level, r.Score, r.Summary, string(r.Doc), string(r.Doc), string(r.Doc), r.ID)
+	if err != nil {
+		return fmt.Errorf("state: append to incident %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// spliceSignals returns doc with old's signals before its own. Both are
+// JSON objects whose last fields are "signals" (an array or null) and
+// optionally "capped" (a string): the first `,"signals":` is that field
+// (every earlier field's strings escape their quotes).
+func spliceSignals(old, doc string) (string, bool) {
+	const key = `,"signals":`
+	oi, ni := strings.Index(old, key), strings.Index(doc, key)
+	if oi < 0 || ni < 0 {
+		return "", false
+	}
+	oldArr, _, ok1 := signalArray(old[oi+len(key):])
+	newArr, rest, ok2 := signalArray(doc[ni+len(key):])
+	if !ok1 || !ok2 {
+		return "", false
+	}
+	sep := ""
+	if oldArr != "" && newArr != "" {
+		sep = ","
+	}
+	return doc[:ni] + key + "[" + oldArr + sep + newArr + "]" + rest, true
+}
+
+// signalArray splits the text after `"signals":` into the array's
+// elements and what follows the array.
+func signalArray(s string) (elems, rest string, ok bool) {
+	if r, ok := strings.CutPrefix(s, "null"); ok {
+		return "", r, true
+	}
+	if !strings.HasPrefix(s, "[") {
+		return "", "", false
+	}
+	end := len(s) - 2
+	if !strings.HasSuffix(s, "]}") {
+		if end = strings.LastIndex(s, `],"capped":`); end < 0 {
+			return "", "", false
+		}
+	}
+	if end < 1 {
+		return "", "", false
+	}
+	return s[1:end], s[end+1:], true
 }
 
 // AddPlan records a plan.

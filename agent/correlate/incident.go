@@ -80,6 +80,95 @@ type Incident struct {
 	// Capped says why the level was held at observe (trusted source, only
 	// optional-tool signals), empty otherwise.
 	Capped string `json:"capped,omitempty"`
+	// Summarised counts the signals of a summarised incident that are no
+	// longer in memory (0 for a whole one): past MaxWhole open incidents
+	// the least recently updated keep only their entities, level and
+	// score arithmetic. Signals then holds only the signals added since
+	// they were last taken for writing, and the stored copy must be
+	// appended to, not replaced (agent.WriteBatch does).
+	Summarised int `json:"-"`
+
+	sum        *summary  // set once summarised
+	hidx       int       // index in the correlator's idle heap
+	prev, next *Incident // the correlator's list of whole incidents
+}
+
+// summary is what a summarised incident keeps of the signals it no longer
+// holds: enough to score it exactly as if they were still there.
+type summary struct {
+	best []StageWeight // the strongest signal of each stage
+	tool bool          // every signal came from an optional tool
+	n    int           // signals summarised
+}
+
+// summarise folds the incident's signals into its summary and drops them.
+func (in *Incident) summarise() {
+	if in.sum == nil {
+		in.sum = &summary{tool: true}
+	}
+	for _, s := range in.Signals {
+		in.sum.best = mergeBest(in.sum.best, StageWeight{Stage: s.Stage, Rule: s.Rule, Weight: s.Weight})
+		in.sum.tool = in.sum.tool && s.Tool
+	}
+	in.sum.n += len(in.Signals)
+	in.Summarised = in.sum.n
+	in.Signals = nil
+}
+
+// mergeSummary folds another incident's summary into in's (a merge):
+// in becomes summarised too.
+func (in *Incident) mergeSummary(o *summary) {
+	if in.sum == nil {
+		in.sum = &summary{tool: true}
+	}
+	for _, w := range o.best {
+		in.sum.best = mergeBest(in.sum.best, w)
+	}
+	in.sum.tool = in.sum.tool && o.tool
+	in.sum.n += o.n
+	in.Summarised = in.sum.n
+}
+
+// score is Score over the summarised signals and the pending ones. Trust
+// is judged on the incident's address entities (every signal's entities
+// are among them).
+func (s *summary) score(in *Incident, p *schema.Policy, trusted TrustCheck) Scoring {
+	best := append([]StageWeight(nil), s.best...)
+	tool := s.tool
+	for _, sg := range in.Signals {
+		best = mergeBest(best, StageWeight{Stage: sg.Stage, Rule: sg.Rule, Weight: sg.Weight})
+		tool = tool && sg.Tool
+	}
+	all := func() bool { return trusted != nil && allTrustedEntities(in.Entities, trusted) }
+	return finish(best, tool && s.n+len(in.Signals) > 0, all, p)
+}
+
+// mergeBest keeps the strongest weight per stage (ties: the smaller rule
+// name, as Score does).
+func mergeBest(best []StageWeight, w StageWeight) []StageWeight {
+	for i := range best {
+		if best[i].Stage == w.Stage {
+			if w.Weight > best[i].Weight || (w.Weight == best[i].Weight && w.Rule < best[i].Rule) {
+				best[i] = w
+			}
+			return best
+		}
+	}
+	return append(best, w)
+}
+
+func allTrustedEntities(es []signal.Entity, trusted TrustCheck) bool {
+	seen := false
+	for _, e := range es {
+		if e.Kind != signal.IP {
+			continue
+		}
+		seen = true
+		if !trusted(e) {
+			return false
+		}
+	}
+	return seen
 }
 
 // Summary is a one-line description: level, score, stages and entities.
@@ -124,21 +213,23 @@ type TrustCheck func(signal.Entity) bool
 // further distinct stage adds its weight and, with stage escalation on,
 // raises the level one step.
 func Score(sigs []signal.Signal, p *schema.Policy, trusted TrustCheck) Scoring {
-	best := map[signal.Stage]StageWeight{}
+	var best []StageWeight
 	allTool := len(sigs) > 0
 	for _, s := range sigs {
 		if !s.Tool {
 			allTool = false
 		}
-		cur, ok := best[s.Stage]
-		if !ok || s.Weight > cur.Weight || (s.Weight == cur.Weight && s.Rule < cur.Rule) {
-			best[s.Stage] = StageWeight{Stage: s.Stage, Rule: s.Rule, Weight: s.Weight}
-		}
+		best = mergeBest(best, StageWeight{Stage: s.Stage, Rule: s.Rule, Weight: s.Weight})
 	}
+	return finish(best, allTool, func() bool { return trusted != nil && allTrusted(sigs, trusted) }, p)
+}
+
+// finish turns the strongest weight per stage into the score and level.
+// allTrusted is asked only for a level above observe (it looks addresses
+// up in the whitelist).
+func finish(best []StageWeight, allTool bool, allTrusted func() bool, p *schema.Policy) Scoring {
 	var sc Scoring
-	for _, w := range best {
-		sc.PerStage = append(sc.PerStage, w)
-	}
+	sc.PerStage = append(sc.PerStage, best...)
 	sort.Slice(sc.PerStage, func(i, j int) bool { return sc.PerStage[i].Stage.Order() < sc.PerStage[j].Stage.Order() })
 	for _, w := range sc.PerStage {
 		sc.Score += w.Weight
@@ -152,7 +243,7 @@ func Score(sigs []signal.Signal, p *schema.Policy, trusted TrustCheck) Scoring {
 	switch {
 	case allTool && sc.Level > Observe:
 		sc.Capped = "only optional-tool signals"
-	case trusted != nil && allTrusted(sigs, trusted) && sc.Level > Observe:
+	case sc.Level > Observe && allTrusted():
 		sc.Capped = "every source is whitelisted"
 	}
 	if sc.Capped != "" {

@@ -173,7 +173,9 @@ func (n *nameSet) add(s string, max int) {
 		}
 	}
 	if len(n.names) < max {
-		n.names = append(n.names, s)
+		// A copy: s is usually a slice of a log line, which it would
+		// keep alive.
+		n.names = append(n.names, strings.Clone(s))
 		return
 	}
 	n.more++
@@ -193,6 +195,42 @@ func (n *nameSet) String() string {
 		b.WriteString(" more")
 	}
 	return b.String()
+}
+
+// evidenceBudget bounds the evidence events all sources of one detector
+// hold together (an event is ~500 bytes with its line): 16,384 keep 10
+// events each for 1,600 sources, and past that a source keeps only the
+// first event of its episode. A botnet of 50,000 addresses then costs
+// one line per address, not ten; the reasons keep their exact counts,
+// and what a signal already carried is in its incident.
+const evidenceBudget = 16384
+
+// evidence is a source's evidence events, charged to its detector's
+// budget.
+type evidence struct {
+	evs []event.Event
+}
+
+// add keeps ev if the source has none yet or the budget allows.
+func (e *evidence) add(ev *event.Event, held *int) {
+	if len(e.evs) >= signal.MaxEvidence || (len(e.evs) > 0 && *held >= evidenceBudget) {
+		return
+	}
+	e.evs = append(e.evs, *ev)
+	*held++
+}
+
+// release gives the events back to the budget (episode reset, eviction).
+func (e *evidence) release(held *int) {
+	*held -= len(e.evs)
+	e.evs = nil
+}
+
+// shared returns the events for a signal without copying them: the
+// source only ever appends past the length a signal sees, and a signal
+// that adds evidence (capacity = length) reallocates.
+func (e *evidence) shared() []event.Event {
+	return e.evs[:len(e.evs):len(e.evs)]
 }
 
 func ipEntity(a netip.Addr) signal.Entity {

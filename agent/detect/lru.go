@@ -9,6 +9,9 @@ type lru[K comparable, V any] struct {
 	items map[K]*lruNode[K, V]
 	head  lruNode[K, V] // sentinel: head.next is most recent
 	evict int
+	// onEvict, when set, sees an entry as it is evicted (detectors give
+	// back what the entry counted against their budgets).
+	onEvict func(k K, v *V)
 }
 
 type lruNode[K comparable, V any] struct {
@@ -49,6 +52,9 @@ func (l *lru[K, V]) get(k K, mk func() V) *V {
 		l.unlink(old)
 		delete(l.items, old.key)
 		l.evict++
+		if l.onEvict != nil {
+			l.onEvict(old.key, &old.val)
+		}
 	}
 	n := &lruNode[K, V]{key: k, val: mk()}
 	l.items[k] = n

@@ -3,7 +3,9 @@ package detect
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/picket-agent/picket/agent/event"
@@ -12,24 +14,31 @@ import (
 )
 
 // maxNames bounds the user names remembered per source for reasons and
-// spraying; spraying needs only distinct_users of them to trigger.
-const maxNames = 64
+// spraying; spraying needs only distinct_users of them to trigger, and
+// 50,000 sources each trying new names must not cost more than a few
+// hundred bytes apiece.
+const maxNames = 16
 
 // sshSource is everything remembered about one remote address.
 type sshSource struct {
 	// Brute force episode: it starts at the first failure and ends after a
 	// quiet gap longer than the window.
-	recent    ring      // times of the last max_failures failures
-	first     time.Time // first failure of the episode
-	last      time.Time // last failure of the episode
-	failures  int       // failures in the episode
-	users     nameSet   // users tried in the episode
-	bfNext    int       // failure count at which brute force reports next (0: not yet reported)
-	bfReport  int       // failure count of the last brute-force report
-	bfAt      time.Time // time of the last brute-force report
-	userTimes map[string]time.Time
-	sprayNext int // distinct-user count at which spraying reports next
-	evidence  []event.Event
+	recent    ring       // times of the last max_failures failures
+	first     time.Time  // first failure of the episode
+	last      time.Time  // last failure of the episode
+	failures  int        // failures in the episode
+	users     nameSet    // users tried in the episode
+	bfNext    int        // failure count at which brute force reports next (0: not yet reported)
+	bfReport  int        // failure count of the last brute-force report
+	bfAt      time.Time  // time of the last brute-force report
+	userTimes []userSeen // last time each user name was tried, at most maxNames
+	sprayNext int        // distinct-user count at which spraying reports next
+	evidence  evidence
+}
+
+type userSeen struct {
+	name string
+	at   int64 // unix nanoseconds: a third of a time.Time
 }
 
 type sshDetector struct {
@@ -38,11 +47,13 @@ type sshDetector struct {
 	after   schema.LoginAfterFailures
 	sources *lru[netip.Addr, sshSource]
 	quiet   time.Duration // gap that ends an episode: the longest enabled window
+	held    int           // evidence events held by all sources (evidenceBudget)
 }
 
 func newSSHDetector(d schema.Detectors, capacity int) *sshDetector {
 	s := &sshDetector{bf: d.SSHBruteForce, spray: d.PasswordSpray, after: d.LoginAfterFailures,
 		sources: newLRU[netip.Addr, sshSource](capacity)}
+	s.sources.onEvict = func(_ netip.Addr, src *sshSource) { src.evidence.release(&s.held) }
 	for _, w := range []schema.Duration{d.SSHBruteForce.Window, d.PasswordSpray.Window, d.LoginAfterFailures.Window} {
 		if w.D() > s.quiet {
 			s.quiet = w.D()
@@ -84,6 +95,7 @@ func (d *sshDetector) failure(ev *event.Event, emit func(signal.Signal)) {
 	src := d.sources.get(ev.Addr, d.newSource)
 	now := ev.Time
 	if src.failures > 0 && now.Sub(src.last) > d.quiet {
+		src.evidence.release(&d.held)
 		*src = d.newSource()
 	}
 	if src.failures == 0 {
@@ -98,9 +110,7 @@ func (d *sshDetector) failure(ev *event.Event, emit func(signal.Signal)) {
 	if ev.User != "" {
 		src.users.add(ev.User, maxNames)
 	}
-	if len(src.evidence) < signal.MaxEvidence {
-		src.evidence = append(src.evidence, *ev)
-	}
+	src.evidence.add(ev, &d.held)
 	if d.bf.Enabled {
 		d.bruteForce(src, ev, emit)
 	}
@@ -136,7 +146,7 @@ func (d *sshDetector) bruteForceSignal(addr netip.Addr, src *sshSource, at time.
 		Entities: []signal.Entity{ipEntity(addr)},
 		Reason: fmt.Sprintf("%d failed SSH logins from %s in %s (threshold %d within %s); users tried: %s",
 			src.failures, addr.Unmap(), span(src.first, src.last), d.bf.MaxFailures, d.bf.Window, src.users.String()),
-		Evidence: append([]event.Event(nil), src.evidence...),
+		Evidence: src.evidence.shared(),
 	}
 }
 
@@ -163,29 +173,39 @@ func (d *sshDetector) settle(now time.Time, final bool, emit func(signal.Signal)
 	}
 }
 
+// intern returns a copy of name owned by the source (ev.User is a slice
+// of the log line, which it would keep alive), shared with the names of
+// the reason when it is one of them.
+func (src *sshSource) intern(name string) string {
+	if i := slices.Index(src.users.names, name); i >= 0 {
+		return src.users.names[i]
+	}
+	return strings.Clone(name)
+}
+
 func (d *sshDetector) sprayUser(src *sshSource, ev *event.Event, emit func(signal.Signal)) {
 	if ev.User == "" {
 		return
 	}
 	now := ev.Time
-	if src.userTimes == nil {
-		src.userTimes = make(map[string]time.Time)
-	}
 	w := d.spray.Window.D()
-	if _, ok := src.userTimes[ev.User]; !ok && len(src.userTimes) >= maxNames {
-		for u, t := range src.userTimes {
-			if now.Sub(t) > w {
-				delete(src.userTimes, u)
-			}
-		}
+	i := slices.IndexFunc(src.userTimes, func(u userSeen) bool { return u.name == ev.User })
+	at := now.UnixNano()
+	within := func(u userSeen) bool { return at-u.at <= int64(w) }
+	if i < 0 && len(src.userTimes) >= maxNames {
+		src.userTimes = slices.DeleteFunc(src.userTimes, func(u userSeen) bool { return !within(u) })
 		if len(src.userTimes) >= maxNames {
 			return
 		}
 	}
-	src.userTimes[ev.User] = now
+	if i >= 0 {
+		src.userTimes[i].at = at
+	} else {
+		src.userTimes = append(src.userTimes, userSeen{src.intern(ev.User), at})
+	}
 	distinct := 0
-	for _, t := range src.userTimes {
-		if now.Sub(t) <= w {
+	for _, u := range src.userTimes {
+		if within(u) {
 			distinct++
 		}
 	}
@@ -193,19 +213,15 @@ func (d *sshDetector) sprayUser(src *sshSource, ev *event.Event, emit func(signa
 		return
 	}
 	src.sprayNext = distinct * 2
-	type seen struct {
-		name string
-		at   time.Time
-	}
-	var recent []seen
-	for u, t := range src.userTimes {
-		if now.Sub(t) <= w {
-			recent = append(recent, seen{u, t})
+	var recent []userSeen
+	for _, u := range src.userTimes {
+		if within(u) {
+			recent = append(recent, u)
 		}
 	}
 	sort.Slice(recent, func(i, j int) bool {
-		if !recent[i].at.Equal(recent[j].at) {
-			return recent[i].at.Before(recent[j].at)
+		if recent[i].at != recent[j].at {
+			return recent[i].at < recent[j].at
 		}
 		return recent[i].name < recent[j].name
 	})
@@ -221,7 +237,7 @@ func (d *sshDetector) sprayUser(src *sshSource, ev *event.Event, emit func(signa
 		Entities: []signal.Entity{ipEntity(ev.Addr)},
 		Reason: fmt.Sprintf("%d distinct user names tried from %s within %s (threshold %d); e.g. %s",
 			distinct, ev.Addr.Unmap(), d.spray.Window, d.spray.DistinctUsers, names.String()),
-		Evidence: append([]event.Event(nil), src.evidence...),
+		Evidence: src.evidence.shared(),
 	}
 	sig.AddEvidence(*ev)
 	emit(sig)
@@ -245,7 +261,7 @@ func (d *sshDetector) success(ev *event.Event, emit func(signal.Signal)) {
 		Entities: []signal.Entity{ipEntity(ev.Addr), {Kind: signal.User, Value: ev.User}},
 		Reason: fmt.Sprintf("successful %s login as %q from %s after %d failed logins from it in %s (threshold %d within %s)",
 			ev.Method, ev.User, ev.Addr.Unmap(), src.failures, span(src.first, src.last), d.after.MinFailures, d.after.Window),
-		Evidence: append(append([]event.Event(nil), src.evidence...), *ev),
+		Evidence: append(src.evidence.shared(), *ev),
 	}
 	emit(sig)
 }

@@ -35,7 +35,7 @@ type webSource struct {
 	winReqs   int
 	winErrs   int
 	errFired  bool
-	evidence  []event.Event
+	evidence  evidence
 	reportedA bool
 }
 
@@ -43,10 +43,12 @@ type webDetector struct {
 	cfg     schema.WebScan
 	paths   []string
 	sources *lru[netip.Addr, webSource]
+	held    int // evidence events held by all sources (evidenceBudget)
 }
 
 func newWebDetector(cfg schema.WebScan, capacity int) *webDetector {
 	d := &webDetector{cfg: cfg, sources: newLRU[netip.Addr, webSource](capacity)}
+	d.sources.onEvict = func(_ netip.Addr, src *webSource) { src.evidence.release(&d.held) }
 	for _, p := range cfg.Paths {
 		d.paths = append(d.paths, strings.ToLower(p))
 	}
@@ -88,6 +90,7 @@ func (d *webDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
 	w := d.cfg.Window.D()
 	now := ev.Time
 	if src.count > 0 && now.Sub(src.last) > w {
+		src.evidence.release(&d.held)
 		fresh := d.newSource()
 		fresh.winStart, fresh.winReqs, fresh.winErrs, fresh.errFired = src.winStart, src.winReqs, src.winErrs, src.errFired
 		*src = fresh
@@ -111,9 +114,7 @@ func (d *webDetector) Observe(ev *event.Event, emit func(signal.Signal)) {
 			src.attacks++
 		}
 		src.paths.add(ev.Path, 5)
-		if len(src.evidence) < signal.MaxEvidence {
-			src.evidence = append(src.evidence, *ev)
-		}
+		src.evidence.add(ev, &d.held)
 		if attack && !src.reportedA {
 			src.reportedA = true
 			emit(signal.Signal{
@@ -149,7 +150,7 @@ func (d *webDetector) scanSignal(addr netip.Addr, src *webSource) signal.Signal 
 		Entities: []signal.Entity{ipEntity(addr)},
 		Reason: fmt.Sprintf("%d requests for scanner paths from %s in %s (threshold %d within %s): %s",
 			src.count, addr.Unmap(), span(src.first, src.last), d.cfg.MinHits, d.cfg.Window, src.paths.String()),
-		Evidence: append([]event.Event(nil), src.evidence...),
+		Evidence: src.evidence.shared(),
 	}
 }
 

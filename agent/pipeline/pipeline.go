@@ -173,7 +173,15 @@ func (pl *Pipeline) onSignal(s signal.Signal) {
 		pl.closed(in, at, reason)
 	}
 	in := ch.Incident
-	pl.changed[in.ID] = in
+	if in.Summarised > 0 && !ch.New && !ch.LevelRaised && len(ch.Merged) == 0 && len(closed) == 0 {
+		// A summarised incident's re-report (a brute force's count
+		// doubling) that changes neither its level nor (so) its status: the
+		// audit entry below records it; rewriting the stored story for
+		// it would cost a parse of that story per signal in a flood.
+		pl.corr.Flushed(in)
+	} else {
+		pl.changed[in.ID] = in
+	}
 	switch {
 	case ch.New:
 		pl.audit(at, audit.KindIncident, in, fmt.Sprintf("incident %d opened at level %s (score %g): %s: %s",
@@ -229,14 +237,35 @@ func (pl *Pipeline) Flush() {
 }
 
 // Take returns the batch accumulated since the last call and starts a new one.
+//
+// It is also where memory is given back: a summarised incident's pending
+// signals go with the batch (a copy of the incident, whose Summarised
+// says to append them to the stored one) and leave memory, and whole
+// incidents past correlate.MaxWhole are summarised once the batch holds
+// what they still had to write.
 func (pl *Pipeline) Take() Batch {
 	b := pl.batch
 	pl.batch = Batch{}
 	for _, in := range pl.changed {
+		if in.Summarised > 0 {
+			cp := *in
+			b.Incidents = append(b.Incidents, &cp)
+			pl.corr.Flushed(in)
+			continue
+		}
 		b.Incidents = append(b.Incidents, in)
 	}
 	sort.Slice(b.Incidents, func(i, j int) bool { return b.Incidents[i].ID < b.Incidents[j].ID })
 	clear(pl.changed)
+	pl.corr.Compact(func(in *correlate.Incident) {
+		// Still to be written whole: the batch keeps its own copy (the
+		// slice of signals is not touched again once summarised).
+		i := sort.Search(len(b.Incidents), func(i int) bool { return b.Incidents[i].ID >= in.ID })
+		if i < len(b.Incidents) && b.Incidents[i] == in {
+			cp := *in
+			b.Incidents[i] = &cp
+		}
+	})
 	return b
 }
 
@@ -249,8 +278,13 @@ func (pl *Pipeline) Stats() detect.Stats { return pl.det.Stats() }
 // Policy returns the policy in force.
 func (pl *Pipeline) Policy() *schema.Policy { return pl.policy }
 
-// Open returns the open incidents.
+// Open returns the open incidents (summarised ones with their pending
+// signals only).
 func (pl *Pipeline) Open() []*correlate.Incident { return pl.corr.Open() }
+
+// OpenCount reports how many incidents are open and how many of them are
+// kept whole in memory, without listing them.
+func (pl *Pipeline) OpenCount() (open, whole int) { return pl.corr.Len(), pl.corr.Whole() }
 
 // MarkContained records that an action against incident id is in force
 // (for the action engine), with an audit entry; false if it is not open.

@@ -20,6 +20,7 @@ import (
 	"github.com/picket-agent/picket/agent/logtime"
 	"github.com/picket-agent/picket/agent/pipeline"
 	"github.com/picket-agent/picket/agent/respond"
+	"github.com/picket-agent/picket/agent/signal"
 	"github.com/picket-agent/picket/agent/weblog"
 	"github.com/picket-agent/picket/schema"
 )
@@ -191,7 +192,15 @@ func Run(ctx context.Context, inputs []Input, o Options) (*Result, error) {
 	collect := func() {
 		b := pl.Take()
 		for _, in := range b.Incidents {
-			latest[in.ID] = in
+			// A copy: the pipeline summarises incidents it no longer
+			// keeps whole (their signals leave memory), and a summarised
+			// one's batch holds only its newest signals, which extend
+			// the story collected so far.
+			cp := *in
+			if prev := latest[in.ID]; prev != nil && in.Summarised > 0 {
+				cp.Signals = append(append([]signal.Signal(nil), prev.Signals...), in.Signals...)
+			}
+			latest[in.ID] = &cp
 		}
 		for _, p := range b.Plans {
 			res.Plans[p.Incident] = append(res.Plans[p.Incident], p)
