@@ -50,6 +50,28 @@ echo "$(date +%%s) ok" >>%[1]s/progress/cron.log
 `, h.dir), 0o755)
 	pub := h.adminKeypair()
 	h.write(filepath.Join(h.priv, "etc/ssh/authorized_keys/root"), pub, 0o644)
+	// A developer's account: logs in over ssh from an ordinary address.
+	run(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "dev@soak", "-f", h.path("ssh/dev_key"))
+	devPub, err := os.ReadFile(h.path("ssh/dev_key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.write(filepath.Join(h.priv, "etc/ssh/authorized_keys/dev"), string(devPub), 0o644)
+	h.mkdir("home/dev", 0o755)
+	if err := os.Chown(h.path("home/dev"), 1500, 1500); err != nil {
+		t.Fatal(err)
+	}
+	for file, line := range map[string]string{"passwd": "dev:x:1500:1500:Developer:" + h.path("home/dev") + ":/bin/bash",
+		"group": "dev:x:1500:", "shadow": "dev:*:19000:0:99999:7:::"} {
+		f, err := os.OpenFile(filepath.Join(h.priv, "etc", file), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(line + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 	spool := filepath.Join(h.priv, "var/spool/cron/crontabs")
 	if err := os.MkdirAll(spool, 0o755); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -76,7 +77,17 @@ func TestBenignSoakThenAttack(t *testing.T) {
 	h.touch("ctl/start")
 	web := h.startVisitors()
 	defer web.stop()
-	logins := []string{h.adminLogin(false)}
+	logins := []string{h.adminLogin(false), h.devLogin()}
+	// ssh sessions during the soak, by seconds after learning.
+	sessions := []struct {
+		after time.Duration
+		run   func() string
+	}{
+		{5 * time.Second, func() string { return h.adminLogin(true) }},
+		{15 * time.Second, h.devLogin},
+		{30 * time.Second, func() string { return h.adminLogin(true) }},
+		{40 * time.Second, h.devLogin},
+	}
 
 	h.waitFor("the learning period to end", learning+30*time.Second, func() bool {
 		st, ok := h.status()
@@ -92,15 +103,16 @@ func TestBenignSoakThenAttack(t *testing.T) {
 	for {
 		j.check()
 		el := time.Since(learnEnd)
-		if (len(logins) == 1 && el > 5*time.Second) || (len(logins) == 2 && el > 30*time.Second) {
-			logins = append(logins, h.adminLogin(true))
+		if len(sessions) > 0 && el > sessions[0].after {
+			logins = append(logins, sessions[0].run())
+			sessions = sessions[1:]
 		}
 		missing := h.missingProgress(learnEnd)
 		if web.ok.Load()-webBefore < 50 {
 			missing = append(missing, fmt.Sprintf("web: %d requests", web.ok.Load()-webBefore))
 		}
-		if len(logins) < 3 {
-			missing = append(missing, "admin logins")
+		if len(sessions) > 0 {
+			missing = append(missing, "ssh sessions")
 		}
 		if el >= minSoak && len(missing) == 0 {
 			break
@@ -128,11 +140,11 @@ func TestBenignSoakThenAttack(t *testing.T) {
 
 	// --- zero actions -----------------------------------------------------
 	j.check()
-	t.Logf("soak: %.0fs after learning; %s; web %d ok / %d failed; admin logins: %s",
+	t.Logf("soak: %.0fs after learning; %s; web %d ok / %d failed; ssh sessions: %s",
 		soakEnd.Sub(learnEnd).Seconds(), h.progressSummary(learnEnd), web.ok.Load(), web.failed.Load(), strings.Join(logins, "; "))
 	for _, l := range logins {
 		if !strings.HasPrefix(l, "ok") {
-			t.Errorf("admin ssh login failed: %s", l)
+			t.Errorf("ssh session failed: %s", l)
 		}
 	}
 	if n := web.failed.Load(); n > 0 {
@@ -146,6 +158,7 @@ func TestBenignSoakThenAttack(t *testing.T) {
 	j.report(t, "benign soak", soakEnd)
 	h.checkFirewall("after the benign soak")
 	h.logSignals(t)
+	t.Logf("agent log, warnings and errors: %s", logSummary(h.tail("logs/agent.log", 8<<20)))
 
 	// --- the attack ---------------------------------------------------------
 	// The attacks. The brute force first: the reverse shell's incident
@@ -153,6 +166,7 @@ func TestBenignSoakThenAttack(t *testing.T) {
 	attackStart := time.Now()
 	h.bruteForce(j, attackStart)
 	h.attack(j, time.Now())
+	h.checkServiceAfterAttacks()
 	j.check()
 	j.report(t, "benign soak (re-checked after the attack)", attackStart)
 	if d := time.Since(begin); d > budget {
@@ -270,32 +284,50 @@ func (h *host) adminLogin(work bool) string {
 			"; %[3]s test -count=1 . && %[3]s build -o %[1]s/tmp/admin-app . && %[1]s/tmp/admin-app 1s"+
 			"; docker run --rm --network none busybox:soak sh -c 'echo admin container; sleep 1'", h.dir, h.gocache, h.goBin)
 	}
-	cmd := exec.Command("ip", "netns", "exec", h.admin.Name, "ssh", "-F", "/dev/null", "-i", h.adminKey,
+	want := "uid=0(root)"
+	if work {
+		want = "admin container"
+	}
+	return h.sshSession(h.admin, "root@"+srvAdmin, h.adminKey, script, want)
+}
+
+// devLogin is a developer's ssh session from the visitors' network (not
+// whitelisted: an ordinary user from an ordinary address), a few seconds
+// long, as an interactive session is.
+func (h *host) devLogin() string {
+	return h.sshSession(h.users, "dev@"+srvUsers, h.path("ssh/dev_key"), "id; ls -la; git --version; sleep 4; uptime", "uid=1500(dev)")
+}
+
+// sshSession runs script over ssh from ns and returns "ok <time>" when
+// its output has want, else what failed.
+func (h *host) sshSession(ns *netnstest.NS, dest, key, script, want string) string {
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "ssh", "-F", "/dev/null", "-i", key,
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes",
-		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", "root@"+srvAdmin, script)
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", dest, script)
 	cmd.Env = append(os.Environ(), "HOME="+h.path("adminhome"))
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
-		return "start: " + err.Error()
+		return dest + ": start: " + err.Error()
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
-		if err != nil || !strings.Contains(out.String(), "uid=0(root)") || (work && !strings.Contains(out.String(), "admin container")) {
-			return fmt.Sprintf("%v: %s", err, clip(out.String(), 300))
+		if err != nil || !strings.Contains(out.String(), want) {
+			return fmt.Sprintf("%s: %v: %s", dest, err, clip(out.String(), 300))
 		}
-		return "ok " + time.Now().Format("15:04:05")
+		return "ok " + dest + " " + time.Now().Format("15:04:05")
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
-		return "timed out: " + clip(out.String(), 300)
+		return dest + ": timed out: " + clip(out.String(), 300)
 	}
 }
 
 // visitors is web traffic from the visitors' network: the static page,
-// the PHP page and a missing file, a few times a second.
+// the PHP page and a missing file, four times a second, on keep-alive
+// connections and on one-shot ones.
 type visitors struct {
 	ok, failed atomic.Int64
 	mu         sync.Mutex
@@ -323,14 +355,7 @@ func (h *host) startVisitors() *visitors {
 		// sockets are made there.
 		_ = h.users.Do(func() error {
 			paths := []string{"/", "/app.php", "/app.php?page=2", "/favicon.ico"}
-			for i := 0; ; i++ {
-				select {
-				case <-v.quit:
-					return nil
-				case <-time.After(250 * time.Millisecond):
-				}
-				p := paths[i%len(paths)]
-				code, err := httpGet(srvUsers+":80", p, 5*time.Second)
+			record := func(p string, code int, err error) {
 				want := 200
 				if p == "/favicon.ico" {
 					want = 404
@@ -340,13 +365,67 @@ func (h *host) startVisitors() *visitors {
 					v.mu.Lock()
 					v.last = fmt.Sprintf("GET %s: %d %v", p, code, err)
 					v.mu.Unlock()
-					continue
+					return
 				}
 				v.ok.Add(1)
+			}
+			pace := func() bool {
+				select {
+				case <-v.quit:
+					return false
+				case <-time.After(250 * time.Millisecond):
+					return true
+				}
+			}
+			// Browsers keep their connection open: 20 requests on one
+			// keep-alive connection (about 5 s), then a few one-shot
+			// clients (curl, monitoring).
+			for {
+				c, err := net.DialTimeout("tcp", srvUsers+":80", 5*time.Second)
+				if err != nil {
+					record("/", 0, err)
+				} else {
+					br := bufio.NewReader(c)
+					for i := 0; i < 20; i++ {
+						if !pace() {
+							c.Close()
+							return nil
+						}
+						code, err := keepAliveGet(c, br, paths[i%len(paths)])
+						record(paths[i%len(paths)], code, err)
+						if err != nil {
+							break
+						}
+					}
+					c.Close()
+				}
+				for _, p := range paths {
+					if !pace() {
+						return nil
+					}
+					code, err := httpGet(srvUsers+":80", p, 5*time.Second)
+					record(p, code, err)
+				}
 			}
 		})
 	}()
 	return v
+}
+
+// keepAliveGet sends one request on an open keep-alive connection and
+// reads the whole response.
+func keepAliveGet(c net.Conn, br *bufio.Reader, path string) (int, error) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: soak.example\r\nUser-Agent: Mozilla/5.0 (soak visitor)\r\n\r\n", path)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return resp.StatusCode, err
+	}
+	return resp.StatusCode, nil
 }
 
 // httpGet sends one HTTP/1.1 request on a fresh connection (dialled by
@@ -699,6 +778,28 @@ func (h *host) attack(j *journal, start time.Time) {
 	}
 }
 
+// checkServiceAfterAttacks: what the agent did against the attackers
+// left the host's service alone — sshd still listens and the admin still
+// gets in (whatever containment holds, admin_ips pass), the web site
+// still answers its visitors.
+func (h *host) checkServiceAfterAttacks() {
+	t := h.t
+	for _, d := range []string{"sshd", "php-fpm", "nginx", "agent"} {
+		if h.nsPIDFile(d) == 0 {
+			t.Errorf("after the attacks: %s is no longer running", d)
+		}
+	}
+	if l := h.adminLogin(false); !strings.HasPrefix(l, "ok") {
+		t.Errorf("after the attacks the admin cannot log in: %s", l)
+	}
+	var code int
+	var err error
+	_ = h.users.Do(func() error { code, err = httpGet(srvUsers+":80", "/app.php", 10*time.Second); return nil })
+	if err != nil || code != 200 {
+		t.Errorf("after the attacks GET /app.php from a visitor: %d %v", code, err)
+	}
+}
+
 // anyAlive reports whether one of ps still runs (same pid, same start).
 func anyAlive(ps map[int]proc) bool {
 	for _, p := range ps {
@@ -712,3 +813,23 @@ func anyAlive(ps map[int]proc) bool {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// logSummary counts the agent's WARN and ERROR lines (JSON slog) by
+// message: what a soak makes the agent complain about.
+func logSummary(text string) string {
+	n := map[string]int{}
+	for line := range strings.SplitSeq(text, "\n") {
+		var l struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &l) == nil && (l.Level == "WARN" || l.Level == "ERROR") {
+			n[l.Level+" "+l.Msg]++
+		}
+	}
+	if len(n) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range sortedKeys(n) {
+		parts = append(parts, fmt.Sprintf("%q×%d", k, n[k]))
+	}
+	return strings.Join(parts, ", ")
+}
