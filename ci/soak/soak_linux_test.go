@@ -635,14 +635,22 @@ func (h *host) bruteForce(j *journal, start time.Time) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	incs := j.incidents()
-	var acts []string
+	var acts, beyond []string
 	shown := map[int64]bool{}
 	for _, id := range sortedIDs(j.seen) {
 		if a := j.seen[id]; !a.Created.Before(start) {
 			acts = append(acts, describeOnce(a, incs, shown))
+			// Nobody got in: the answer is at the network. Killing,
+			// disabling accounts or containing the host harms it.
+			if acting(a) && a.Kind != "block-source" && a.Kind != "rate-limit" {
+				beyond = append(beyond, describe(a, incs))
+			}
 		}
 	}
 	t.Logf("brute force: journal since %s:\n  %s", start.Format("15:04:05"), strings.Join(acts, "\n  "))
+	if len(beyond) > 0 {
+		t.Errorf("brute force from %s that never logged in: %d actions beyond blocking it:\n  %s", addr, len(beyond), strings.Join(beyond, "\n  "))
+	}
 	switch {
 	case block == nil:
 		t.Errorf("brute force from %s: no block-source applied (is the auth sensor still reading the rotated auth.log?); auth.log ends:\n%s",
