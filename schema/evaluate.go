@@ -28,6 +28,9 @@ func parseFile(name string, src []byte) (*ast.File, []Issue) {
 	if err != nil {
 		return nil, plainIssues(err, name)
 	}
+	if issues := dataOnly(f); len(issues) > 0 {
+		return nil, issues
+	}
 	return f, nil
 }
 

@@ -3,6 +3,7 @@ package schema
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -143,6 +144,10 @@ func FuzzLoadRepo(f *testing.F) {
 	f.Add([]byte("mode: \"observe\"\n"), []byte("whitelist: ips: x: {cidr: \"198.51.100.0/24\"}\n"), []byte("mode: \"enforce\"\n"))
 	f.Add([]byte("a: b\nb: a\n"), []byte("[1, 2]"), []byte("levels: contain: 10"))
 	f.Add([]byte("package picket\nmode: \"observe\" & \"enforce\""), []byte("\x00"), []byte("x: {"))
+
+	for _, c := range computations() {
+		f.Add([]byte(c.src), []byte(nil), []byte(c.src))
+	}
 
 	f.Fuzz(func(t *testing.T, policy, whitelist, host []byte) {
 		if len(policy)+len(whitelist)+len(host) > maxFuzzConfig {
@@ -290,5 +295,59 @@ func TestBootstrapIntervalPositive(t *testing.T) {
 	want := path + ":3:12: repository.interval: -1m must be positive"
 	if err == nil || err.Error() != want {
 		t.Fatalf("got %v, want %s", err, want)
+	}
+}
+
+// computations are small files whose evaluation took unbounded time or
+// memory before configuration files were restricted to data, with the
+// position of the first construct refused.
+func computations() []struct{ name, src, at string } {
+	double := func(f string) string {
+		s := "_x0: \"ab\"\n"
+		for i := 1; i < 32; i++ {
+			s += fmt.Sprintf("_x%d: "+f+"\n", i, i-1, i-1)
+		}
+		return s
+	}
+	disj := "_d: ({a0: 1} | {a0: 2})"
+	for i := 1; i < 30; i++ {
+		disj += fmt.Sprintf(" & ({a%d: 1} | {a%d: 2})", i, i)
+	}
+	return []struct{ name, src, at string }{
+		{"comprehension", "_x: [for a in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9] for b in [0, 1] {a+b}]\n", ":1:6: a comprehension"},
+		{"let", "let l = [0, 1]\n", ":1:1: let"},
+		{"interpolation", double(`"\(_x%d)\(_x%d)"`), ":2:6: string interpolation"},
+		{"concatenation", double("_x%d + _x%d"), ":2:6: the operator +"},
+		{"disjunctions", disj + "\n", ":1:6: the operator |"},
+		{"import", "import \"list\"\n_l: list.Range(0, 1000000000, 1)\n", ":1:1: import"},
+		{"multiplication", "_x: \"a\" * 1000000\n", ":1:5: the operator *"},
+	}
+}
+
+// TestComputationRefused: each computation is refused at once, in the
+// fleet policy, a host override and the bootstrap file alike.
+func TestComputationRefused(t *testing.T) {
+	for _, c := range computations() {
+		t.Run(c.name, func(t *testing.T) {
+			var errRepo, errHost, errBoot error
+			path := filepath.Join(t.TempDir(), "picket.cue")
+			if err := os.WriteFile(path, []byte(c.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			noHang(t, c.name, func() {
+				_, errRepo = LoadFS(fstest.MapFS{fuzzPolicy: {Data: []byte(c.src)}}, "")
+				_, errHost = LoadFS(fstest.MapFS{fuzzHost: {Data: []byte(c.src)}}, fuzzHostName)
+				_, errBoot = LoadBootstrap(path)
+			})
+			for _, tc := range []struct {
+				err  error
+				file string
+			}{{errRepo, fuzzPolicy}, {errHost, fuzzHost}, {errBoot, path}} {
+				checkIssues(t, tc.err, []string{tc.file})
+				if !strings.Contains(tc.err.Error(), tc.file+c.at) {
+					t.Errorf("%s: want %s%s, got\n%v", tc.file, tc.file, c.at, tc.err)
+				}
+			}
+		})
 	}
 }
