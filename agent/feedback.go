@@ -20,8 +20,10 @@ import (
 const OpFeedback = "feedback"
 
 // feedbackEvery is how often pending verdicts, expiries and merges (marked
-// in state by the syncer) are picked up.
-const feedbackEvery = time.Second
+// in state by the syncer) are picked up. Verdicts over the control socket
+// take effect at once; these are slower paths, and a faster tick kept an
+// idle agent awake (three queries a second).
+const feedbackEvery = 5 * time.Second
 
 // feedbackRunner holds the verdicts' live effects for the runner: the
 // pipeline and the baseline consult fx; the control socket and a ticker
