@@ -17,6 +17,9 @@
 # it creates (namespace, processes, temporary directory) is removed on exit.
 #
 # Environment: LOAD_ADDRS (50000), LOAD_PER_ADDR (20), LOAD_TIMEOUT (5m),
+# LOAD_LOG (a path: keep the agent's log there), LOAD_BIN (run this
+# picket binary instead of building one: an unstripped build for perf), LOAD_MODE (enforce; observe runs the same without actions, to tell the
+# pipeline's cost from the engine's),
 # PICKET_REQUIRE_INTEGRATION=1 turns a missing prerequisite into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +38,7 @@ done
 addrs=${LOAD_ADDRS:-50000}
 per=${LOAD_PER_ADDR:-20}
 timeout=${LOAD_TIMEOUT:-5m}
+mode=${LOAD_MODE:-enforce} # observe: the same run without the action engine acting (diagnosis)
 work=$(mktemp -d /tmp/picket-load.XXXXXX)
 ns="picketload$$"
 agent_pid=""
@@ -54,6 +58,7 @@ cleanup() {
 		wait "$outer_pid" 2>/dev/null
 	fi
 	ip netns del "$ns" 2>/dev/null
+	if [ -n "${LOAD_LOG:-}" ]; then cp "$work/agent.log" "$LOAD_LOG"; fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,8 +66,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 echo "== build"
-make -s build
-bin=$(pwd)/bin/picket
+if [ -n "${LOAD_BIN:-}" ]; then
+	bin=$LOAD_BIN
+else
+	make -s build
+	bin=$(pwd)/bin/picket
+fi
 CGO_ENABLED=0 go build -o "$work/load" ./ci/load
 
 # A minimal private /etc for the users, persistence and file sensors.
@@ -78,13 +87,13 @@ printf 'root ALL=(ALL:ALL) ALL\n' >"$root/etc/sudoers"
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 
-echo "== agent: enforce, learning 0s, GOMEMLIMIT=192MiB, in netns $ns + own PID and mount namespaces"
+echo "== agent: $mode, learning 0s, GOMEMLIMIT=192MiB, in netns $ns + own PID and mount namespaces"
 # sh stays PID 1 of the namespace (the agent is not init); its exit takes
 # every process left in the namespace with it.
 GOMEMLIMIT=192MiB ip netns exec "$ns" unshare --pid --fork --mount-proc --propagation private \
 	sh -c 'mount --bind "$1/varlog" /var/log || exit 1
-		"$2" run --state-dir "$1/state" --config "$1/absent.cue" --mode enforce --learning-period 0s --host-root "$1/root" 2>"$1/agent.log" &
-		wait' sh "$work" "$bin" &
+		"$2" run --state-dir "$1/state" --config "$1/absent.cue" --mode "$3" --learning-period 0s --host-root "$1/root" 2>"$1/agent.log" &
+		wait' sh "$work" "$bin" "$mode" &
 outer_pid=$!
 
 # The agent's host PID, then wait until it follows the auth file.

@@ -67,6 +67,9 @@ func (t *Tx) PutIncident(ctx context.Context, r IncidentRow) error {
 // stored story again (SQLite's JSON functions) would cost more than the
 // rest of the ingest. A document of another shape is merged as JSON.
 func (t *Tx) AppendIncident(ctx context.Context, r IncidentRow) error {
+	if done, err := t.updateHead(ctx, r); done || err != nil {
+		return err
+	}
 	var old string
 	err := t.tx.QueryRowContext(ctx, `SELECT doc FROM incidents WHERE id = ?`, r.ID).Scan(&old)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -89,6 +92,28 @@ func (t *Tx) AppendIncident(ctx context.Context, r IncidentRow) error {
 		return fmt.Errorf("state: append to incident %d: %w", r.ID, err)
 	}
 	return nil
+}
+
+// updateHead handles the commonest write of a summarised incident, a new
+// status (contained, closed) with no new signal, without reading the
+// stored story: the fields before "signals" are replaced, the stored
+// signals and what follows them are kept, in SQL. It reports false when
+// r brings signals or either document has another shape.
+func (t *Tx) updateHead(ctx context.Context, r IncidentRow) (bool, error) {
+	const key = `,"signals":`
+	doc := string(r.Doc)
+	i := strings.Index(doc, key)
+	if i < 0 || !strings.HasPrefix(doc[i+len(key):], "null") {
+		return false, nil
+	}
+	res, err := t.exec(ctx, `UPDATE incidents SET opened=?, updated=?, status=?, level=?, score=?, summary=?,
+		doc = ? || substr(doc, instr(doc, ?)) WHERE id = ? AND instr(doc, ?) > 0`,
+		ts(r.Opened), ts(r.Updated), r.Status, r.Level, r.Score, r.Summary, doc[:i], key, r.ID, key)
+	if err != nil {
+		return false, fmt.Errorf("state: update incident %d: %w", r.ID, err)
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, err
 }
 
 // spliceSignals returns doc with old's signals before its own. Both are

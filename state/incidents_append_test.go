@@ -156,3 +156,33 @@ func TestAppendIncidentShapes(t *testing.T) {
 		t.Fatalf("other shape: %s", got)
 	}
 }
+
+// A status change without new signals rewrites only the head of the
+// stored document.
+func TestAppendIncidentHead(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	write := func(status, doc string) {
+		t.Helper()
+		err := s.Update(ctx, func(tx *Tx) error {
+			return tx.AppendIncident(ctx, IncidentRow{ID: 3, Opened: at, Updated: at, Status: status, Level: "contain", Doc: []byte(doc)})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("open", `{"id":3,"status":"open","stages":["recon"],"entities":[],"signals":[{"rule":"a"}]}`)
+	write("contained", `{"id":3,"status":"contained","stages":["recon"],"entities":["x"],"signals":null}`)
+	got, err := s.Incident(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"id":3,"status":"contained","stages":["recon"],"entities":["x"],"signals":[{"rule":"a"}]}`; string(got.Doc) != want || got.Status != "contained" {
+		t.Fatalf("got %s %s", got.Status, got.Doc)
+	}
+}

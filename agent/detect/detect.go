@@ -124,9 +124,10 @@ func (s *Set) Stats() Stats {
 }
 
 // ring keeps the times of the last n occurrences, enough to answer "did n
-// happen within w?" in O(1) memory per source.
+// happen within w?" in O(1) memory per source. Times are Unix nanoseconds
+// (8 bytes, not a time.Time's 24: there is one ring per tracked source).
 type ring struct {
-	t    []time.Time
+	t    []int64
 	next int
 	full bool
 }
@@ -135,11 +136,11 @@ func newRing(n int) ring {
 	if n < 1 {
 		n = 1
 	}
-	return ring{t: make([]time.Time, n)}
+	return ring{t: make([]int64, n)}
 }
 
 func (r *ring) push(t time.Time) {
-	r.t[r.next] = t
+	r.t[r.next] = t.UnixNano()
 	r.next++
 	if r.next == len(r.t) {
 		r.next, r.full = 0, true
@@ -152,7 +153,7 @@ func (r *ring) within(now time.Time, w time.Duration) bool {
 	if !r.full {
 		return false
 	}
-	return now.Sub(r.t[r.next]) <= w
+	return now.UnixNano()-r.t[r.next] <= int64(w)
 }
 
 func (r *ring) reset() {

@@ -173,11 +173,12 @@ func (pl *Pipeline) onSignal(s signal.Signal) {
 		pl.closed(in, at, reason)
 	}
 	in := ch.Incident
-	if in.Summarised > 0 && !ch.New && !ch.LevelRaised && len(ch.Merged) == 0 && len(closed) == 0 {
+	if _, pending := pl.changed[in.ID]; !pending && in.Summarised > 0 && !ch.New && !ch.LevelRaised && len(ch.Merged) == 0 && len(closed) == 0 {
 		// A summarised incident's re-report (a brute force's count
 		// doubling) that changes neither its level nor (so) its status: the
 		// audit entry below records it; rewriting the stored story for
-		// it would cost a parse of that story per signal in a flood.
+		// it would cost a write per signal in a flood. (One already
+		// waiting for the batch keeps its pending signals.)
 		pl.corr.Flushed(in)
 	} else {
 		pl.changed[in.ID] = in

@@ -40,6 +40,14 @@ func (r *result) print(w io.Writer, c config) bool {
 	fmt.Fprintf(w, "ingest: %d of %d lines committed in %.2fs = %.0f lines/s (best 1 s: %.0f lines/s)\n",
 		r.ingested, r.lines, ingestSecs, rate, bestSecond(r.samples))
 
+	fmt.Fprintf(w, "lines committed after:")
+	for _, at := range []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute} {
+		if n, ok := linesAt(r.samples, r.firstWrite.Add(at)); ok {
+			fmt.Fprintf(w, " %s %d;", at, n)
+		}
+	}
+	fmt.Fprintln(w)
+
 	var lat []time.Duration
 	late := 0
 	for a := 0; a < c.addrs; a++ {
@@ -127,4 +135,13 @@ func pct(d []time.Duration, p int) time.Duration {
 		i = len(d) - 1
 	}
 	return d[i].Round(10 * time.Millisecond)
+}
+
+// linesAt is the committed count of the last sample at or before t.
+func linesAt(s []sample, t time.Time) (int, bool) {
+	i := sort.Search(len(s), func(i int) bool { return s[i].at.After(t) })
+	if i == 0 || i == len(s) {
+		return 0, false
+	}
+	return s[i-1].lines, true
 }
