@@ -103,11 +103,17 @@ func (e *Engine) auditOnly(ctx context.Context, now time.Time, subject, msg stri
 }
 
 func appendAudit(ctx context.Context, tx *state.Tx, a *Action, now time.Time, msg string) error {
+	_, err := tx.AppendAudit(ctx, auditEntry(a, now, msg))
+	return err
+}
+
+// auditEntry is the audit entry of an action's step; batches collect them
+// and chain them in one pass (state.Tx.AppendAudits).
+func auditEntry(a *Action, now time.Time, msg string) audit.Entry {
 	data, _ := json.Marshal(map[string]any{"id": a.ID, "incident": a.Incident, "kind": a.Kind, "target": a.Target,
 		"status": a.Status, "expires": a.Expires, "reason": a.Reason})
-	_, err := tx.AppendAudit(ctx, audit.Entry{Time: now, Kind: audit.KindAction, Subject: fmt.Sprintf("action:%d", a.ID),
-		Message: fmt.Sprintf("%s %s (incident %d): %s — %s", a.Kind, a.Target, a.Incident, msg, a.Reason), Data: data})
-	return err
+	return audit.Entry{Time: now, Kind: audit.KindAction, Subject: fmt.Sprintf("action:%d", a.ID),
+		Message: fmt.Sprintf("%s %s (incident %d): %s — %s", a.Kind, a.Target, a.Incident, msg, a.Reason), Data: data}
 }
 
 func sortedKeys(m map[string]Executor) []string {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/picket-agent/picket/audit"
 	"github.com/picket-agent/picket/state"
 )
 
@@ -116,6 +117,7 @@ func (e *Engine) revertMany(ctx context.Context, as []*Action, status string, wh
 	now := e.cfg.Now()
 	var failed []error
 	err := e.cfg.Store.Update(ctx, func(tx *state.Tx) error {
+		entries := make([]audit.Entry, 0, len(as))
 		for i, a := range as {
 			w := why(a)
 			switch {
@@ -137,11 +139,9 @@ func (e *Engine) revertMany(ctx context.Context, as []*Action, status string, wh
 			if err := tx.PutAction(ctx, a.row()); err != nil {
 				return err
 			}
-			if err := appendAudit(ctx, tx, a, now, msg); err != nil {
-				return err
-			}
+			entries = append(entries, auditEntry(a, now, msg))
 		}
-		return nil
+		return tx.AppendAudits(ctx, entries)
 	})
 	return errors.Join(append(failed, err)...)
 }

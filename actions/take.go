@@ -423,6 +423,7 @@ func (e *Engine) applyBatch(ctx context.Context, bx Batcher, items []*pending, p
 	var incidents []int64
 	applied := e.cfg.Now()
 	err = e.cfg.Store.Update(ctx, func(tx *state.Tx) error {
+		entries := make([]audit.Entry, 0, len(work)+len(capped))
 		for i, a := range work {
 			it := workItems[i]
 			renewal := i >= len(fresh)
@@ -453,9 +454,7 @@ func (e *Engine) applyBatch(ctx context.Context, bx Batcher, items []*pending, p
 				}
 				a.ID = id
 			}
-			if err := appendAudit(ctx, tx, a, applied, msg); err != nil {
-				return err
-			}
+			entries = append(entries, auditEntry(a, applied, msg))
 		}
 		for _, it := range capped {
 			id, err := tx.AddAction(ctx, it.a.row())
@@ -463,9 +462,10 @@ func (e *Engine) applyBatch(ctx context.Context, bx Batcher, items []*pending, p
 				return err
 			}
 			it.a.ID = id
-			if err := appendAudit(ctx, tx, it.a, applied, it.a.msg); err != nil {
-				return err
-			}
+			entries = append(entries, auditEntry(it.a, applied, it.a.msg))
+		}
+		if err := tx.AppendAudits(ctx, entries); err != nil {
+			return err
 		}
 		for _, group := range [][]*pending{fresh, capped, renewals, keep} {
 			for _, it := range group {
@@ -506,6 +506,7 @@ func (e *Engine) journalDecided(ctx context.Context, as []*Action, plans [][]int
 	}
 	now := e.cfg.Now()
 	return e.cfg.Store.Update(ctx, func(tx *state.Tx) error {
+		entries := make([]audit.Entry, 0, len(as))
 		for i, a := range as {
 			id, err := tx.AddAction(ctx, a.row())
 			if err != nil {
@@ -517,11 +518,9 @@ func (e *Engine) journalDecided(ctx context.Context, as []*Action, plans [][]int
 					return err
 				}
 			}
-			if err := appendAudit(ctx, tx, a, now, a.msg); err != nil {
-				return err
-			}
+			entries = append(entries, auditEntry(a, now, a.msg))
 		}
-		return nil
+		return tx.AppendAudits(ctx, entries)
 	})
 }
 

@@ -60,6 +60,10 @@ type Config struct {
 	StateDir string
 	Logger   *slog.Logger
 	Notifier Notifier
+	// Store is the open state database of StateDir, shared with the
+	// action engine (one connection: writers queue in Go instead of in
+	// SQLite's sleeping busy handler); nil opens one for this Run.
+	Store *state.Store
 	// Policy loads the configuration; called at start and on every Reload.
 	Policy PolicySource
 	// Reload receives a value for every SIGHUP.
@@ -179,11 +183,14 @@ type runner struct {
 // Run runs the agent until ctx is cancelled. See the package comment for
 // the shutdown contract.
 func (a *Agent) Run(ctx context.Context) error {
-	st, err := state.Open(ctx, a.cfg.StateDir)
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+	st := a.cfg.Store
+	if st == nil {
+		var err error
+		if st, err = state.Open(ctx, a.cfg.StateDir); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		defer st.Close()
 	}
-	defer st.Close()
 	pol, cs, err := a.cfg.Policy(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: load policy: %w", err)

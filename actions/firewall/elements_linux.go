@@ -218,7 +218,8 @@ func (f *Firewall) upsert(n4, n6 string, ps []netip.Prefix, ttl time.Duration) (
 			continue
 		}
 		s := f.set(fam.name)
-		var idx overlapIndex
+		idx := f.cached(fam.name)
+		var added []netip.Prefix
 		for chunk := range slices.Chunk(fam.ps, f.opt.Chunk) {
 			err := f.retryGone(func() error {
 				if idx == nil {
@@ -226,6 +227,7 @@ func (f *Firewall) upsert(n4, n6 string, ps []netip.Prefix, ttl time.Duration) (
 					if idx, err = f.index(s); err != nil {
 						return err
 					}
+					f.remember(fam.name, idx)
 				}
 				var del, add, skip []netip.Prefix
 				for _, p := range chunk {
@@ -252,15 +254,19 @@ func (f *Firewall) upsert(n4, n6 string, ps []netip.Prefix, ttl time.Duration) (
 				err := f.flush(fmt.Sprintf("add %d prefixes to %s", len(add), s.Name))
 				if err != nil {
 					idx = nil // read again before a retry
+					f.forget(fam.name)
 					return err
 				}
+				added = append(added, add...)
 				skipped = append(skipped, skip...)
 				return nil
 			})
 			if err != nil {
+				f.forget(fam.name)
 				return skipped, err
 			}
 		}
+		f.extend(fam.name, added)
 	}
 	return skipped, nil
 }
@@ -277,6 +283,7 @@ func (f *Firewall) deletePrefix(n4, n6 string, p netip.Prefix) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.forget(name)
 	s := f.set(name)
 	if err := f.delElements(s, prefixElements([]netip.Prefix{p}, 0)); err != nil {
 		return err

@@ -25,7 +25,52 @@ type Firewall struct {
 	now  func() time.Time
 	// watching, when set (tests), is called each time Watch has subscribed.
 	watching func()
+	// cache holds each set's elements between calls (under mu): upsert
+	// lists a set only when its cache is cold, older than indexTTL or
+	// proved wrong by an error, so a burst's batches do not each re-read a
+	// set of 50,000 elements.
+	cache map[string]cachedIndex
 }
+
+type cachedIndex struct {
+	idx overlapIndex
+	at  time.Time
+}
+
+// indexTTL bounds how long a cached set listing is trusted; elements that
+// expired in the kernel meanwhile make a delete fail, which re-reads it.
+const indexTTL = 5 * time.Second
+
+func (f *Firewall) cached(set string) overlapIndex {
+	c, ok := f.cache[set]
+	if !ok || f.now().Sub(c.at) > indexTTL {
+		return nil
+	}
+	return c.idx
+}
+
+// remember caches a fresh listing of set.
+func (f *Firewall) remember(set string, idx overlapIndex) {
+	if f.cache == nil {
+		f.cache = map[string]cachedIndex{}
+	}
+	f.cache[set] = cachedIndex{idx: idx, at: f.now()}
+}
+
+// extend adds what was just written to set's cached listing (its age
+// stays: it is no fresher for it).
+func (f *Firewall) extend(set string, added []netip.Prefix) {
+	c, ok := f.cache[set]
+	if !ok || len(added) == 0 {
+		return
+	}
+	c.idx = slices.Compact(newOverlapIndex(append(slices.Clone(c.idx), added...)))
+	f.cache[set] = c
+}
+
+func (f *Firewall) forget(set string) { delete(f.cache, set) }
+
+func (f *Firewall) forgetAll() { clear(f.cache) }
 
 // New opens a netlink connection to nftables in the caller's network
 // namespace, or in Options.NetNS. It changes nothing; call Ensure.
@@ -61,7 +106,10 @@ func (f *Firewall) Close() error {
 func (f *Firewall) Ensure() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	_, err := f.ensure()
+	wrote, err := f.ensure()
+	if wrote || err != nil {
+		f.forgetAll()
+	}
 	return err
 }
 
@@ -82,6 +130,7 @@ func (f *Firewall) Present() (bool, error) {
 func (f *Firewall) Remove() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.forgetAll()
 	f.conn.DelTable(f.table)
 	if err := f.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("firewall: delete table %s: %w", f.opt.Table, err)

@@ -50,6 +50,7 @@ func (f *Firewall) DeleteMany(d Direction, ps []netip.Prefix) error {
 			continue
 		}
 		s := f.set(fam.name)
+		f.forget(fam.name)
 		err := f.retryGone(func() error {
 			// Only what is there: one absent element fails a whole batch.
 			idx, err := f.index(s)

@@ -111,8 +111,9 @@ capability.`,
 					return runSync(ctx, boot, stateDir, log, apply, func() string { return agent.RestartNote(restart) }, kick)
 				})
 			}
-			// The action engine has its own connection to the state
-			// database (SQLite serialises the writers).
+			// The agent and the action engine share one connection to
+			// the state database: their writes queue in Go, not in
+			// SQLite's busy handler, which sleeps up to 100 ms a try.
 			hst, err := state.Open(ctx, stateDir)
 			if err != nil {
 				return err
@@ -130,6 +131,7 @@ capability.`,
 			workers = append(workers, hands.Run)
 			a, err = agent.New(agent.Config{
 				Actions:   hands,
+				Store:     hst,
 				Sensors:   agent.DefaultSensorsAt(log, hostRoot),
 				Detectors: agent.DefaultDetectorsAt(hostRoot),
 				Progress:  terminal(e.stderr),
