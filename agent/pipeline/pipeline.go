@@ -194,7 +194,10 @@ func (pl *Pipeline) onSignal(s signal.Signal) {
 		pl.audit(at, audit.KindIncident, in, fmt.Sprintf("incident %d updated (level %s, score %g): %s: %s",
 			in.ID, in.Level, in.Score, s.Rule, s.Reason), s)
 	}
-	if ch.New || ch.LevelRaised {
+	// A rule new to the incident can bring what an action was waiting
+	// for (corroboration, a process to kill) without raising the level:
+	// the responder looks again then too (it never plans twice).
+	if ch.New || ch.LevelRaised || (in.Level >= correlate.Contain && newRule(in, s.Rule)) {
 		learning := pl.opt.Learning != nil && pl.opt.Learning(at)
 		for _, p := range pl.resp.Plan(in, at, respond.Mode{Learning: learning}) {
 			pl.batch.Plans = append(pl.batch.Plans, p)
@@ -310,4 +313,19 @@ func (pl *Pipeline) Close(id int64, at time.Time, why string) bool {
 	}
 	pl.closed(in, at, why)
 	return true
+}
+
+// newRule reports whether s's rule appears in the incident's signals only
+// once (the signal just added). A summarised incident keeps no signals:
+// its rules are not new.
+func newRule(in *correlate.Incident, rule string) bool {
+	n := 0
+	for i := range in.Signals {
+		if in.Signals[i].Rule == rule {
+			if n++; n > 1 {
+				return false
+			}
+		}
+	}
+	return n == 1
 }
