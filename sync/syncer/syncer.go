@@ -49,8 +49,8 @@ type Config struct {
 	// config.applied entry should add (the agent: "restart needed for:
 	// sensors.auth" when the config changes what sensors read at start).
 	AppliedNote func() string
-	Logger    *slog.Logger
-	Version   string
+	Logger      *slog.Logger
+	Version     string
 	// StatusJSON returns the agent's status.json for the host branch
 	// (nil: none).
 	StatusJSON func() []byte
