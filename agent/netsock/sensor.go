@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -346,6 +347,13 @@ func (s *Sensor) Poll(now time.Time) ([]event.Event, error) {
 				lports[portKey{t.ns, e.IsUDP(), e.LPort}] = true
 			}
 		}
+	}
+	// Listeners tracked from earlier polls count too: a poll whose listener
+	// dump missed one (a race between dumps, a namespace read twice) must
+	// not turn the connections it accepted into outbound ones (sshd's
+	// accepted client read as sshd connecting out).
+	for k := range s.listeners {
+		lports[portKey{k.ns, strings.HasPrefix(k.proto, "udp"), k.lport}] = true
 	}
 	curC := map[sockKey]*Entry{}
 	for ti := range tables {

@@ -191,3 +191,26 @@ func TestSensorNoTables(t *testing.T) {
 		t.Fatalf("Live: %v %s", d, detail)
 	}
 }
+
+// TestAcceptedWhileListenerMissed: a poll whose dump lacks a listener seen
+// before (a race between the listener and connection dumps) still reads
+// the connections accepted on its port as inbound, never as the server
+// connecting out (sshd "connecting to" the brute-forcer it accepted).
+func TestAcceptedWhileListenerMissed(t *testing.T) {
+	f := newFakeProc(t)
+	f.table("self", entry("0.0.0.0", 22, "0.0.0.0", 0, StateListen, 5000))
+	s := New(Options{ProcRoot: f.root, Users: proc.NewUsers(filepath.Join(f.root, "passwd"))})
+	if _, err := s.Poll(t0); err != nil {
+		t.Fatal(err)
+	}
+	f.table("self", entry("10.0.0.5", 22, "198.18.3.3", 37289, StateEstablished, 5002))
+	evs, err := s.Poll(t0.Add(2 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Kind == event.NetConnect {
+			t.Fatalf("accepted connection reported as outbound: %s", summary(evs))
+		}
+	}
+}
