@@ -27,20 +27,6 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// buildPicket builds the agent once into dir, the way the Makefile does.
-func buildPicket(t *testing.T, root, dir string) string {
-	t.Helper()
-	goBin := integration.Binary(t, "go")
-	out := filepath.Join(dir, "picket")
-	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/picket")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/picket: %v\n%s", err, b)
-	}
-	return out
-}
-
 type runResult struct {
 	code int
 	out  string
@@ -206,7 +192,7 @@ func TestInstallScript(t *testing.T) {
 	bash := integration.Binary(t, "bash")
 	root := repoRoot(t)
 	script := filepath.Join(root, "install.sh")
-	bin := buildPicket(t, root, t.TempDir())
+	bin := integration.BuildPicket(t)
 	unitSrc := readFile(t, filepath.Join(root, "examples", "systemd", "picket.service"))
 
 	dest := t.TempDir()

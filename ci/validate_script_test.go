@@ -15,7 +15,7 @@ import (
 func TestConfigRepoValidateScript(t *testing.T) {
 	sh := integration.Binary(t, "sh")
 	root := repoRoot(t)
-	bin := buildPicket(t, root, t.TempDir())
+	bin := integration.BuildPicket(t)
 	run := func(repo string) runResult {
 		return runScript(t, sh, filepath.Join(repo, "ci", "validate.sh"), scriptEnv("PICKET="+bin))
 	}

@@ -37,7 +37,7 @@ func TestBaselineScenario(t *testing.T) {
 	for _, b := range exp.Needs {
 		integration.Binary(t, b)
 	}
-	bin := buildPicket(t, root)
+	bin := integration.BuildPicket(t)
 	tmp, err := os.MkdirTemp("", "picket-scenario-baseline-")
 	if err != nil {
 		t.Fatal(err)

@@ -111,7 +111,7 @@ func TestScenarios(t *testing.T) {
 	if len(names) == 0 {
 		t.Fatal("no scenarios (directories with run.sh) in ci/scenarios")
 	}
-	bin := buildPicket(t, root)
+	bin := integration.BuildPicket(t)
 	for i, name := range names {
 		t.Run(name, func(t *testing.T) {
 			runScenario(t, scenario{name: name, dir: filepath.Join(here, name), root: root, bin: bin, bash: bash,
@@ -135,20 +135,6 @@ func repoRoot(t *testing.T) string {
 		t.Fatalf("cmd/picket not found in %s: %v", root, err)
 	}
 	return root
-}
-
-// buildPicket builds the agent once for all scenarios.
-func buildPicket(t *testing.T, root string) string {
-	t.Helper()
-	goBin := integration.Binary(t, "go")
-	out := filepath.Join(t.TempDir(), "picket")
-	cmd := exec.Command(goBin, "build", "-trimpath", "-o", out, "./cmd/picket")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/picket: %v\n%s", err, b)
-	}
-	return out
 }
 
 func loadExpectation(t *testing.T, dir string) (expectation, time.Duration, time.Duration) {
