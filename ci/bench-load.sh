@@ -3,7 +3,7 @@
 # (issue 12). Standalone; `make bench` runs it through ci/bench.sh.
 #
 # Builds bin/picket and the load driver (ci/load), starts `picket run` in
-# enforce mode with no learning period, as shipped (GOMEMLIMIT=192MiB),
+# enforce mode with no learning period, as shipped (GOMEMLIMIT from examples/systemd/picket.service),
 # INSIDE its own network, PID and mount namespaces: its nftables table
 # lives in that network namespace only, its process sensor sees only its
 # own PID namespace, and its /var/log is a bind mount of a temporary
@@ -87,10 +87,11 @@ printf 'root ALL=(ALL:ALL) ALL\n' >"$root/etc/sudoers"
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 
-echo "== agent: $mode, learning 0s, GOMEMLIMIT=192MiB, in netns $ns + own PID and mount namespaces"
+memlimit=$(sed -n 's/^Environment=GOMEMLIMIT=//p' examples/systemd/picket.service)
+echo "== agent: $mode, learning 0s, GOMEMLIMIT=$memlimit, in netns $ns + own PID and mount namespaces"
 # sh stays PID 1 of the namespace (the agent is not init); its exit takes
 # every process left in the namespace with it.
-GOMEMLIMIT=192MiB ip netns exec "$ns" unshare --pid --fork --mount-proc --propagation private \
+GOMEMLIMIT=$memlimit ip netns exec "$ns" unshare --pid --fork --mount-proc --propagation private \
 	sh -c 'mount --bind "$1/varlog" /var/log || exit 1
 		"$2" run --state-dir "$1/state" --config "$1/absent.cue" --mode "$3" --learning-period 0s --host-root "$1/root" 2>"$1/agent.log" &
 		wait' sh "$work" "$bin" "$mode" &
