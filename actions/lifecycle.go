@@ -42,7 +42,7 @@ func (e *Engine) Rollback(ctx context.Context, id int64, why string) (Action, er
 	if !slices.Contains(inForce, a.Status) {
 		return a, fmt.Errorf("actions: rollback %d (%s): %w", id, a.Status, ErrNotInForce)
 	}
-	return a, e.revert(ctx, e.cfg.Executors[a.Kind], &a, StatusRolledBack, why)
+	return a, e.revert(ctx, &a, StatusRolledBack, why)
 }
 
 // RequestRollback marks an action for rollback by whoever runs the engine.
@@ -74,8 +74,7 @@ func (e *Engine) rollbackRequested(ctx context.Context) error {
 }
 
 // revert undoes a and journals the outcome as status with why.
-func (e *Engine) revert(ctx context.Context, x Executor, a *Action, status, why string) error {
-	_ = x // the executor is looked up by kind, as for a batch
+func (e *Engine) revert(ctx context.Context, a *Action, status, why string) error {
 	return e.revertMany(ctx, []*Action{a}, status, func(*Action) string { return why })
 }
 

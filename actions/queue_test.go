@@ -308,3 +308,21 @@ func TestEmergencyStopFlag(t *testing.T) {
 		t.Fatal("not applied after resume")
 	}
 }
+
+// TestQueueHostCapReachedDoesNotStopBlocks: a host action that uses up
+// actions.max_per_hour does not trip the breaker by itself (the next host
+// action does), so blocks queued behind it in the same batch still apply.
+func TestQueueHostCapReachedDoesNotStopBlocks(t *testing.T) {
+	ctx := context.Background()
+	r, bh := queueRig(t, 1)
+	r.pol.Actions.MaxPerHour = 1
+	r.e.Submit(ctx, Request{Incident: 1, Kind: DisableUser, Target: "alice", Reason: "a"},
+		Request{Incident: 1, Kind: BlockSource, Target: "198.18.0.1", Reason: "b"})
+	r.e.pump(ctx)
+	if !bh.has("alice") || !bh.has("198.18.0.1") {
+		t.Fatalf("host holds %v", r.host.in)
+	}
+	if tripped, _ := r.e.tripped(ctx); tripped {
+		t.Fatal("breaker tripped before any action over the cap")
+	}
+}

@@ -104,15 +104,16 @@ func (e *Engine) take(ctx context.Context, plans []state.PlanRow) error {
 	var kinds []string
 	for _, pl := range plans {
 		r := Request{Plan: pl.ID, Incident: pl.Incident, Kind: pl.Action, Target: pl.Target, TTL: pl.TTL, Reason: pl.Reason}
-		x := e.cfg.Executors[r.Kind]
-		bx, batched := x.(Batcher)
-		if !batched || bx == nil {
+		if _, batched := e.cfg.Executors[r.Kind].(Batcher); !batched {
 			if _, err := e.do(ctx, r, pl.Time, &q); err != nil {
 				return err
 			}
-			if q.host <= 0 && !tripped {
-				// do tripped the breaker: the rest of this batch sees it.
-				tripped = true
+			// do may have tripped the breaker (host cap): the rest of
+			// this batch must see it.
+			if !tripped {
+				if tripped, err = e.tripped(ctx); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -261,7 +262,7 @@ func (e *Engine) do(ctx context.Context, r Request, planned time.Time, q *quota)
 		return a, err
 	}
 	if failed := e.degraded(ctx, a.Healthy); failed != "" {
-		return a, e.revert(ctx, x, &a, StatusRolledBack, "health check failed after apply: "+failed)
+		return a, e.revert(ctx, &a, StatusRolledBack, "health check failed after apply: "+failed)
 	}
 	e.noteApplied(a.Incident)
 	return a, nil
