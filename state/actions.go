@@ -93,6 +93,12 @@ func (s *Store) Actions(ctx context.Context, f ActionFilter) ([]ActionRow, error
 	if err != nil {
 		return nil, fmt.Errorf("state: list actions: %w", err)
 	}
+	return scanActions(rows, nil)
+}
+
+// scanActions reads and closes rows of actionCols, keeping those keep
+// accepts (all when nil).
+func scanActions(rows *sql.Rows, keep func(ActionRow) bool) ([]ActionRow, error) {
 	defer rows.Close()
 	var out []ActionRow
 	for rows.Next() {
@@ -100,7 +106,9 @@ func (s *Store) Actions(ctx context.Context, f ActionFilter) ([]ActionRow, error
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, a)
+		if keep == nil || keep(a) {
+			out = append(out, a)
+		}
 	}
 	return out, rows.Err()
 }

@@ -87,19 +87,11 @@ func (s *Store) ActionsFor(ctx context.Context, kind string, targets []string, s
 		if err != nil {
 			return nil, fmt.Errorf("state: actions for %s: %w", kind, err)
 		}
-		for rows.Next() {
-			a, err := scanAction(rows)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out = append(out, a)
-		}
-		err = rows.Err()
-		rows.Close()
+		got, err := scanActions(rows, nil)
 		if err != nil {
 			return nil, fmt.Errorf("state: actions for %s: %w", kind, err)
 		}
+		out = append(out, got...)
 	}
 	return out, nil
 }
@@ -120,18 +112,7 @@ func (s *Store) DueActions(ctx context.Context, t time.Time, limit int) ([]Actio
 	if err != nil {
 		return nil, fmt.Errorf("state: due actions: %w", err)
 	}
-	defer rows.Close()
-	var out []ActionRow
-	for rows.Next() {
-		a, err := scanAction(rows)
-		if err != nil {
-			return nil, err
-		}
-		if !a.Expires.After(t) {
-			out = append(out, a)
-		}
-	}
-	return out, rows.Err()
+	return scanActions(rows, func(a ActionRow) bool { return !a.Expires.After(t) })
 }
 
 // CountAppliedSince counts journal entries of kinds (all when empty) that
