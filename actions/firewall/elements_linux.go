@@ -146,6 +146,25 @@ func (f *Firewall) addPrefixes(s4, s6 *nftables.Set, ps []netip.Prefix, ttl time
 	return f.addElements(s6, prefixElements(v6, ttl))
 }
 
+// family is the prefixes of one address family and the set they go to.
+type family struct {
+	name string
+	ps   []netip.Prefix
+}
+
+// families splits ps into the v4 set n4 and the v6 set n6, leaving out a
+// family with nothing in it.
+func families(n4, n6 string, ps []netip.Prefix) []family {
+	v4, v6 := splitFamilies(ps)
+	var out []family
+	for _, fam := range []family{{n4, v4}, {n6, v6}} {
+		if len(fam.ps) > 0 {
+			out = append(out, fam)
+		}
+	}
+	return out
+}
+
 func splitFamilies(ps []netip.Prefix) (v4, v6 []netip.Prefix) {
 	for _, p := range ps {
 		if p.Addr().Is4() {
@@ -208,15 +227,8 @@ func (f *Firewall) upsert(n4, n6 string, ps []netip.Prefix, ttl time.Duration) (
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v4, v6 := splitFamilies(ps)
 	var skipped []netip.Prefix
-	for _, fam := range []struct {
-		name string
-		ps   []netip.Prefix
-	}{{n4, v4}, {n6, v6}} {
-		if len(fam.ps) == 0 {
-			continue
-		}
+	for _, fam := range families(n4, n6, ps) {
 		s := f.set(fam.name)
 		idx := f.cached(fam.name)
 		var added []netip.Prefix
@@ -284,12 +296,5 @@ func (f *Firewall) deletePrefix(n4, n6 string, p netip.Prefix) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.forget(name)
-	s := f.set(name)
-	if err := f.delElements(s, prefixElements([]netip.Prefix{p}, 0)); err != nil {
-		return err
-	}
-	if err := f.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("firewall: delete %s from %s: %w", p, name, err)
-	}
-	return nil
+	return f.deleteEach(f.set(name), []netip.Prefix{p})
 }

@@ -39,16 +39,9 @@ func (f *Firewall) DeleteMany(d Direction, ps []netip.Prefix) error {
 		return err
 	}
 	n4, n6 := d.sets()
-	v4, v6 := splitFamilies(ps)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fam := range []struct {
-		name string
-		ps   []netip.Prefix
-	}{{n4, v4}, {n6, v6}} {
-		if len(fam.ps) == 0 {
-			continue
-		}
+	for _, fam := range families(n4, n6, ps) {
 		s := f.set(fam.name)
 		f.forget(fam.name)
 		err := f.retryGone(func() error {
