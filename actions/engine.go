@@ -54,9 +54,10 @@ type Config struct {
 	// batch per chunk.
 	Batch int
 	// Stopped reports the emergency-stop flag that the standalone script
-	// (or `picket emergency-stop`) leaves in the state directory, and who
-	// set it when; nil means there is no such flag.
-	Stopped func() (who string, ok bool)
+	// (or `picket emergency-stop`) leaves in the state directory, with its
+	// description ("emergency stop at TIME by WHO"); nil means there is no
+	// such flag.
+	Stopped func() (what string, ok bool)
 }
 
 // Engine applies, keeps, expires and repairs actions. Its queue is the
@@ -255,7 +256,7 @@ func (e *Engine) emergency(ctx context.Context) (bool, error) {
 	if e.cfg.Stopped == nil {
 		return false, nil
 	}
-	who, ok := e.cfg.Stopped()
+	what, ok := e.cfg.Stopped()
 	if !ok {
 		return false, nil
 	}
@@ -266,17 +267,17 @@ func (e *Engine) emergency(ctx context.Context) (bool, error) {
 	now := e.cfg.Now()
 	if !b.Tripped || !b.Emergency {
 		b = Breaker{At: now, Emergency: true}
-		if err := Trip(ctx, e.cfg.Store, b, "emergency stop by "+who+": every action rolled back, observe-only until `picket actions resume`"); err != nil {
+		if err := Trip(ctx, e.cfg.Store, b, what+": every action rolled back, observe-only until `picket actions resume`"); err != nil {
 			return true, err
 		}
-		e.log.Warn("emergency stop flag found: circuit breaker tripped, undoing every action", "by", who)
+		e.log.Warn("emergency stop flag found: circuit breaker tripped, undoing every action", "flag", what)
 	}
 	live, err := List(ctx, e.cfg.Store, 0, inForce...)
 	if err != nil || len(live) == 0 {
 		return true, err
 	}
 	return true, e.revertMany(ctx, ptrs(live), StatusRolledBack, func(*Action) string {
-		return "emergency stop by " + who + ": undone; observe-only until `picket actions resume`"
+		return what + ": undone; observe-only until `picket actions resume`"
 	})
 }
 

@@ -273,7 +273,7 @@ func TestEmergencyStopFlag(t *testing.T) {
 		t.Fatal("setup: blocks not applied")
 	}
 	stop := false
-	r.e.cfg.Stopped = func() (string, bool) { return "at 2026-11-26T12:00:00Z by root", stop }
+	r.e.cfg.Stopped = func() (string, bool) { return "emergency stop at 2026-11-26T12:00:00Z by root", stop }
 	stop = true
 	// The script already removed the blocks; the reconciler must not bring
 	// them back.
