@@ -316,9 +316,13 @@ func (pl *Pipeline) Close(id int64, at time.Time, why string) bool {
 }
 
 // newRule reports whether s's rule appears in the incident's signals only
-// once (the signal just added). A summarised incident keeps no signals:
-// its rules are not new.
+// once (the signal just added). A summarised incident holds only the
+// signals not yet written, so it cannot tell: its rules are not new (its
+// first plans were made while it was whole).
 func newRule(in *correlate.Incident, rule string) bool {
+	if in.Summarised > 0 {
+		return false
+	}
 	n := 0
 	for i := range in.Signals {
 		if in.Signals[i].Rule == rule {
