@@ -275,6 +275,8 @@ func (s *Sensor) flowEvents(flows []conntrack.Flow) []event.Event {
 	want := map[uint64]map[uint64]bool{}
 	var ps []pending
 	var ignored, deduped uint64
+	lports := map[portKey]bool{}
+	s.listenPorts(lports)
 	for i := range flows {
 		f := &flows[i]
 		if f.Proto != TCP && f.Proto != UDP {
@@ -284,6 +286,15 @@ func (s *Sensor) flowEvents(flows []conntrack.Flow) []event.Event {
 		ns := f.NetNS
 		if ns == s.nss.self {
 			ns = 0
+		}
+		// A NEW TCP flow leaving a listening port answers a connection
+		// the namespace accepted (conntrack makes one when the original
+		// entry went, e.g. once the peer is blocked): sshd replying to the
+		// brute-forcer it accepted is not sshd connecting out. (A bound
+		// UDP socket does send from its own port: not skipped.)
+		if f.Proto == TCP && lports[portKey{ns, false, int(f.Src.Port())}] {
+			ignored++
+			continue
 		}
 		proto := f.Proto
 		if f.Src.Addr().Is6() {

@@ -165,3 +165,23 @@ func BenchmarkFlowEvents(b *testing.B) {
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "flows/s")
 }
+
+// TestFlowFromListeningPort: a NEW flow from a tracked TCP listener's port
+// is the reply side of an accepted connection (sshd answering the
+// brute-forcer it accepted, after the block removed the original entry),
+// never a net.connect of the server.
+func TestFlowFromListeningPort(t *testing.T) {
+	f := newFakeProc(t)
+	f.process(300, 1, "sshd", "/usr/sbin/sshd", 0, 7000, 7001)
+	f.table("self", entry("0.0.0.0", 22, "0.0.0.0", 0, StateListen, 7000))
+	s := New(Options{ProcRoot: f.root, Users: proc.NewUsers(filepath.Join(f.root, "passwd"))})
+	if _, err := s.Poll(t0); err != nil {
+		t.Fatal(err)
+	}
+	f.table("self",
+		entry("0.0.0.0", 22, "0.0.0.0", 0, StateListen, 7000),
+		entry("198.18.0.1", 22, "198.18.3.3", 43601, StateEstablished, 7001))
+	if evs := s.flowEvents([]conntrack.Flow{flow("tcp", "198.18.0.1:22", "198.18.3.3:43601")}); len(evs) != 0 {
+		t.Fatalf("sshd's reply to an accepted client reported as outbound: %+v", evs[0].Net)
+	}
+}

@@ -352,9 +352,7 @@ func (s *Sensor) Poll(now time.Time) ([]event.Event, error) {
 	// dump missed one (a race between dumps, a namespace read twice) must
 	// not turn the connections it accepted into outbound ones (sshd's
 	// accepted client read as sshd connecting out).
-	for k := range s.listeners {
-		lports[portKey{k.ns, strings.HasPrefix(k.proto, "udp"), k.lport}] = true
-	}
+	s.listenPorts(lports)
 	curC := map[sockKey]*Entry{}
 	for ti := range tables {
 		t := &tables[ti]
@@ -625,4 +623,13 @@ func (s *Sensor) event(now time.Time, kind event.Kind, detail string, sock event
 		ev.PID, ev.Program, ev.User = cp.PID, cp.Comm, cp.User
 	}
 	return ev
+}
+
+// listenPorts adds the ports of the listeners tracked from earlier polls to
+// ports: traffic from such a port answers a connection the namespace
+// accepted, it is never the namespace connecting out.
+func (s *Sensor) listenPorts(ports map[portKey]bool) {
+	for k := range s.listeners {
+		ports[portKey{k.ns, strings.HasPrefix(k.proto, "udp"), k.lport}] = true
+	}
 }
